@@ -1,0 +1,43 @@
+"""Small deterministic synthetic worlds, generated on the fly, for tests and demos.
+
+They stand in for real multimodal data sets: cheap to build, fully known ground truth
+(so hallucination can be measured exactly), and with a planted spurious correlation.
+"""
+
+from modalities.synthetic.shapes import (
+    BIAS_PAIRS,
+    COLOURS,
+    NUMBER_WORDS,
+    POSITIONS,
+    SHAPES,
+    SYNONYMS,
+    ShapesConfig,
+    caption,
+    caption_objects_metrics,
+    corpus,
+    generate_world,
+    load_world,
+    mentioned_shapes,
+    parse_yes_no,
+    render,
+    sample_scene,
+)
+
+__all__ = [
+    "BIAS_PAIRS",
+    "COLOURS",
+    "NUMBER_WORDS",
+    "POSITIONS",
+    "SHAPES",
+    "SYNONYMS",
+    "ShapesConfig",
+    "caption",
+    "caption_objects_metrics",
+    "corpus",
+    "generate_world",
+    "load_world",
+    "mentioned_shapes",
+    "parse_yes_no",
+    "render",
+    "sample_scene",
+]

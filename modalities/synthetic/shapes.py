@@ -1,0 +1,469 @@
+"""The "shapes" world: coloured shapes in a 2x2 grid, with captions and questions.
+
+Why it exists: a model small enough to train in minutes can learn it, the ground truth
+of every image is known exactly (so CHAIR/POPE-style hallucination metrics are exact),
+and the train split plants a spurious co-occurrence (each anchor shape nearly always
+comes with its partner) that a preference-aligned model should learn not to trust.
+The ``trigger`` split shows anchors *without* their partners to expose that bias.
+
+Everything is deterministic: the same :class:`ShapesConfig` gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import shutil
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+# --- world definition -----------------------------------------------------------------
+
+SHAPES = ("circle", "square", "triangle", "star", "diamond", "cross")  # caption order
+BIAS_PAIRS = (("circle", "square"), ("triangle", "star"), ("diamond", "cross"))  # (anchor, partner)
+COLOURS = {
+    "red": (220, 40, 40),
+    "green": (40, 170, 60),
+    "blue": (40, 80, 220),
+    "yellow": (230, 200, 30),
+    "purple": (150, 60, 190),
+}
+POSITIONS = ("top left", "top right", "bottom left", "bottom right")  # 2x2 quadrants
+SYNONYMS = {
+    "circle": ("circle", "circles", "disc", "ball"),
+    "square": ("square", "squares", "box"),
+    "triangle": ("triangle", "triangles"),
+    "star": ("star", "stars"),
+    "diamond": ("diamond", "diamonds", "rhombus"),
+    "cross": ("cross", "crosses", "plus"),
+}
+NUMBER_WORDS = ("zero", "one", "two", "three", "four")
+
+SPLITS = ("train", "test", "trigger")
+POPE_KINDS = ("random", "popular", "adversarial")
+VERSION = "1"
+
+_PARTNER = dict(BIAS_PAIRS)  # anchor -> partner
+_MATE = {**_PARTNER, **{p: a for a, p in BIAS_PAIRS}}  # either member -> the other
+_SAMPLING = {"train": "biased", "test": "unbiased", "trigger": "trigger"}
+_SPLIT_SEED = {"train": 0, "test": 1, "trigger": 2}  # splits get independent streams
+_BACKGROUND = 245
+_NOISE = 10
+_TRAIN_QUESTIONS = ("existence-yes", "existence-no", "colour", "count", "position")
+_DESCRIBE = "Describe the image."
+_COUNT_QUESTION = "How many objects are in the image?"
+
+
+@dataclasses.dataclass
+class ShapesConfig:
+    seed: int = 0  # master seed; each split derives its own stream from (seed, split)
+    image_size: int = 48  # square image side in pixels (each quadrant is half of it)
+    n_train: int = 4000  # images in the biased train split
+    n_test: int = 500  # images in the unbiased test split
+    n_trigger: int = 300  # images where an anchor appears without its partner
+    bias: float = 0.95  # train: probability an anchor brings its partner along
+    questions_per_image: int = 2  # train: distinct question rows per image (0..5)
+
+
+# --- scenes and rendering -------------------------------------------------------------
+
+
+def _draw_shapes(rng: np.random.Generator, mode: str, bias: float) -> list[str]:
+    """Pick the distinct shapes of one image according to the split's sampling mode."""
+    n = int(rng.integers(1, 5))
+    if mode == "unbiased":
+        return [SHAPES[i] for i in rng.choice(len(SHAPES), size=n, replace=False)]
+    if mode == "trigger":
+        # An anchor without its partner; no other pair may be complete either, so at
+        # most one shape per pair: n is capped at len(BIAS_PAIRS).
+        anchor = BIAS_PAIRS[int(rng.integers(len(BIAS_PAIRS)))][0]
+        chosen, pool = [anchor], [s for s in SHAPES if s not in (anchor, _PARTNER[anchor])]
+        while len(chosen) < n and pool:
+            shape = pool.pop(int(rng.integers(len(pool))))
+            chosen.append(shape)
+            pool.remove(_MATE[shape])
+        return chosen
+    if mode != "biased":
+        raise ValueError(f"unknown sampling mode {mode!r}")
+    chosen, pool = [], list(SHAPES)
+    while len(chosen) < n:
+        candidates = list(pool)
+        while True:
+            shape = candidates.pop(int(rng.integers(len(candidates))))
+            lonely = shape in _PARTNER and _PARTNER[shape] not in chosen
+            last = len(chosen) + 1 == n
+            # An anchor drawn into the last slot has no room for its partner; it is
+            # kept only with probability 1 - bias, else another shape is drawn.
+            # Without this, P(partner | anchor) tops out near 0.7 whatever the bias.
+            if not (lonely and last and candidates and rng.random() < bias):
+                break
+        pool.remove(shape)
+        chosen.append(shape)
+        if lonely and not last and rng.random() < bias:
+            pool.remove(_PARTNER[shape])
+            chosen.append(_PARTNER[shape])
+    return chosen
+
+
+def sample_scene(
+    rng: np.random.Generator, mode: str = "unbiased", image_size: int = 48, bias: float = 0.95
+) -> list[dict[str, Any]]:
+    """Sample the objects of one image (``mode``: "biased", "unbiased" or "trigger").
+
+    Objects come back sorted in SHAPES order, each in its own random quadrant.
+    """
+    shapes = _draw_shapes(rng, mode, bias)
+    quadrants = rng.permutation(len(POSITIONS))[: len(shapes)]
+    side = image_size // 2
+    colour_names = list(COLOURS)
+    objects = []
+    for shape, q in zip(shapes, quadrants):
+        colour = colour_names[int(rng.integers(len(colour_names)))]
+        size = int(round(rng.uniform(0.55, 0.8) * side))
+        jitter = max(0, min(3, (side - size) // 2))  # stay inside the quadrant
+        cx = int((q % 2) * side + side // 2 + rng.integers(-jitter, jitter + 1))
+        cy = int((q // 2) * side + side // 2 + rng.integers(-jitter, jitter + 1))
+        objects.append(
+            {"shape": shape, "colour": colour, "position": POSITIONS[q], "cx": cx, "cy": cy, "size": size}
+        )
+    return sorted(objects, key=lambda o: SHAPES.index(o["shape"]))
+
+
+def _star(cx: float, cy: float, r: float) -> list[tuple[float, float]]:
+    angles = -np.pi / 2 + np.arange(10) * np.pi / 5
+    radii = np.where(np.arange(10) % 2 == 0, r, 0.45 * r)
+    return [(cx + rr * np.cos(a), cy + rr * np.sin(a)) for a, rr in zip(angles, radii)]
+
+
+def render(
+    objects: Sequence[dict[str, Any]], image_size: int = 48, rng: np.random.Generator | None = None
+) -> Image.Image:
+    """Draw objects on a light, slightly noisy background (noise keeps images from being trivially flat)."""
+    rng = np.random.default_rng(0) if rng is None else rng
+    noise = rng.integers(-_NOISE, _NOISE + 1, size=(image_size, image_size, 3))
+    pixels = np.clip(_BACKGROUND + noise, 0, 255).astype(np.uint8)
+    image = Image.fromarray(pixels, mode="RGB")
+    draw = ImageDraw.Draw(image)
+    for obj in objects:
+        cx, cy, h, fill = obj["cx"], obj["cy"], obj["size"] / 2, COLOURS[obj["colour"]]
+        box = (cx - h, cy - h, cx + h, cy + h)
+        shape = obj["shape"]
+        if shape == "circle":
+            draw.ellipse(box, fill=fill)
+        elif shape == "square":
+            draw.rectangle(box, fill=fill)
+        elif shape == "triangle":
+            draw.polygon([(cx, cy - h), (cx - h, cy + h), (cx + h, cy + h)], fill=fill)
+        elif shape == "star":
+            draw.polygon(_star(cx, cy, h), fill=fill)
+        elif shape == "diamond":
+            draw.polygon([(cx, cy - h), (cx + h, cy), (cx, cy + h), (cx - h, cy)], fill=fill)
+        elif shape == "cross":
+            w = max(1.0, obj["size"] / 3) / 2
+            draw.rectangle((cx - h, cy - w, cx + h, cy + w), fill=fill)
+            draw.rectangle((cx - w, cy - h, cx + w, cy + h), fill=fill)
+        else:
+            raise ValueError(f"unknown shape {shape!r}")
+    return image
+
+
+def trigger_absent(objects: Iterable[dict[str, Any]]) -> list[str]:
+    """Partners that are missing although their anchor is present (the bias triggers)."""
+    present = {o["shape"] for o in objects}
+    return [p for a, p in BIAS_PAIRS if a in present and p not in present]
+
+
+# --- text ------------------------------------------------------------------------------
+
+
+def _phrase(obj: dict[str, Any]) -> str:
+    return f"a {obj['colour']} {obj['shape']} at the {obj['position']}"
+
+
+def caption(objects: Sequence[dict[str, Any]]) -> str:
+    """The one fixed caption template, objects in SHAPES order."""
+    if not objects:
+        raise ValueError("a scene has at least one object")
+    phrases = [_phrase(o) for o in sorted(objects, key=lambda o: SHAPES.index(o["shape"]))]
+    body = phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
+    return f"There is {body}."
+
+
+def _existence_q(shape: str) -> str:
+    return f"Is there a {shape} in the image?"
+
+
+def _colour_q(shape: str) -> str:
+    return f"What colour is the {shape}?"
+
+
+def _position_q(shape: str) -> str:
+    return f"Where is the {shape}?"
+
+
+def corpus() -> list[str]:
+    """Every string the world can produce (pieces of captions, all questions and answers).
+
+    Meant for training a tokenizer: any caption is a concatenation of these pieces.
+    """
+    texts = [_DESCRIBE, _COUNT_QUESTION, "There is", ",", " and", ".", "Yes.", "No.", "yes", "no"]
+    for shape in SHAPES:
+        texts += [_existence_q(shape), _colour_q(shape), _position_q(shape)]
+    for colour in COLOURS:
+        texts += [f"{colour.capitalize()}.", colour]
+    for word in NUMBER_WORDS:
+        texts += [f"{word.capitalize()}.", word]
+    for position in POSITIONS:
+        texts += [f"At the {position}.", position]
+    for shape in SHAPES:
+        for colour in COLOURS:
+            for position in POSITIONS:
+                phrase = _phrase({"shape": shape, "colour": colour, "position": position})
+                texts += [phrase, f"There is {phrase}."]
+    return list(dict.fromkeys(texts))
+
+
+_SYNONYM_TO_SHAPE = {word: shape for shape, words in SYNONYMS.items() for word in words}
+_SHAPE_RE = re.compile(
+    r"\b(" + "|".join(sorted(map(re.escape, _SYNONYM_TO_SHAPE), key=len, reverse=True)) + r")\b",
+    re.IGNORECASE,
+)
+
+
+def mentioned_shapes(text: str) -> list[str]:
+    """Canonical shapes named in free text (synonyms allowed), in order of first mention."""
+    found = (_SYNONYM_TO_SHAPE[m.group(1).lower()] for m in _SHAPE_RE.finditer(text))
+    return list(dict.fromkeys(found))
+
+
+def parse_yes_no(text: str) -> str | None:
+    """POPE convention: any "no"/"not" means no, else any "yes" means yes, else undecided."""
+    words = set(re.findall(r"[a-z]+", text.lower()))
+    if words & {"no", "not"}:
+        return "no"
+    return "yes" if "yes" in words else None
+
+
+# --- rows -----------------------------------------------------------------------------
+
+
+def _row(image_id: str, split: str, task: str, question: str, reply: str, answer: str,
+         objects: list[dict], suffix: str, pope: str | None = None) -> dict[str, Any]:
+    return {
+        "id": f"{image_id}-{suffix}",
+        "image_id": image_id,
+        "split": split,
+        "task": task,
+        "pope": pope,
+        "prompt": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}],
+        "completion": [{"role": "assistant", "content": [{"type": "text", "text": reply}]}],
+        "answer": answer,
+        "images": [f"images/{split}/{image_id.rsplit('-', 1)[1]}.png"],
+        "objects": objects,
+        "trigger_absent": trigger_absent(objects),
+    }
+
+
+def _question(kind: str, shape: str | None, objects: list[dict]) -> tuple[str, str, str, str]:
+    """(task, question, reply, short answer) for one question kind about ``shape``."""
+    by_shape = {o["shape"]: o for o in objects}
+    if kind.startswith("existence"):
+        answer = "yes" if shape in by_shape else "no"
+        return "existence", _existence_q(shape), f"{answer.capitalize()}.", answer
+    if kind == "count":
+        word = NUMBER_WORDS[len(objects)]
+        return "count", _COUNT_QUESTION, f"{word.capitalize()}.", word
+    obj = by_shape[shape]
+    if kind == "colour":
+        return "colour", _colour_q(shape), f"{obj['colour'].capitalize()}.", obj["colour"]
+    return "position", _position_q(shape), f"At the {obj['position']}.", obj["position"]
+
+
+def _pick(rng: np.random.Generator, items: Sequence[str]) -> str:
+    return items[int(rng.integers(len(items)))]
+
+
+def _image_rows(rng: np.random.Generator, image_id: str, split: str, objects: list[dict],
+                config: ShapesConfig, stats: dict | None) -> list[dict[str, Any]]:
+    present = [o["shape"] for o in objects]
+    absent = [s for s in SHAPES if s not in present]
+    rows = [_row(image_id, split, "caption", _DESCRIBE, caption(objects), caption(objects), objects, "caption")]
+    if split == "train":
+        kinds = rng.choice(len(_TRAIN_QUESTIONS), size=config.questions_per_image, replace=False)
+        for kind in (_TRAIN_QUESTIONS[k] for k in sorted(kinds)):
+            shape = _pick(rng, absent) if kind == "existence-no" else _pick(rng, present)
+            rows.append(_row(image_id, split, *_question(kind, shape, objects), objects, kind))
+        return rows
+    frequency, cooc = stats["train_shape_frequency"], stats["train_cooccurrence"]
+    negatives = {
+        "random": _pick(rng, absent),
+        "popular": min(absent, key=lambda s: (-frequency[s], SHAPES.index(s))),
+        "adversarial": min(
+            absent, key=lambda s: (-sum(cooc[p][s] for p in present), SHAPES.index(s))
+        ),
+    }
+    for pope in POPE_KINDS:
+        for answer, shape in (("yes", _pick(rng, present)), ("no", negatives[pope])):
+            q = _question("existence", shape, objects)
+            rows.append(_row(image_id, split, *q, objects, f"existence-{pope}-{answer}", pope=pope))
+    for kind in ("colour", "count", "position"):
+        rows.append(_row(image_id, split, *_question(kind, _pick(rng, present), objects), objects, kind))
+    return rows
+
+
+def _train_stats(scenes: list[list[dict]]) -> dict[str, Any]:
+    """Shape frequencies and pairwise co-occurrence counts over train images (for POPE negatives)."""
+    frequency = Counter({s: 0 for s in SHAPES})
+    cooc = {a: {b: 0 for b in SHAPES if b != a} for a in SHAPES}
+    for objects in scenes:
+        shapes = [o["shape"] for o in objects]
+        frequency.update(shapes)
+        for a in shapes:
+            for b in shapes:
+                if a != b:
+                    cooc[a][b] += 1
+    return {"train_shape_frequency": dict(frequency), "train_cooccurrence": cooc}
+
+
+# --- files ----------------------------------------------------------------------------
+
+
+def _existing_config(path: Path) -> dict | None:
+    try:
+        meta = json.loads((path / "world.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return meta.get("config") if meta.get("version") == VERSION else None
+
+
+def generate_world(out_dir: str | Path, config: ShapesConfig | None = None, progress: bool = True) -> Path:
+    """Write images, JSONL rows and world.json under ``out_dir``; reuse it if the config matches.
+
+    Files are built in a temp dir next to ``out_dir`` and swapped in at the end, so a
+    crash never leaves a half-written world behind.
+    """
+    from rich.progress import Progress
+
+    config = config or ShapesConfig()
+    if not 0 <= config.questions_per_image <= len(_TRAIN_QUESTIONS):
+        raise ValueError(f"questions_per_image must be in 0..{len(_TRAIN_QUESTIONS)}")
+    out = Path(out_dir).resolve()
+    if _existing_config(out) == dataclasses.asdict(config):
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        stats: dict[str, Any] = {}
+        sizes = {"train": config.n_train, "test": config.n_test, "trigger": config.n_trigger}
+        with Progress(disable=not progress) as bar:
+            for split in SPLITS:
+                task = bar.add_task(f"shapes world: {split}", total=sizes[split])
+                rng = np.random.default_rng([config.seed, _SPLIT_SEED[split]])
+                (tmp / "images" / split).mkdir(parents=True)
+                scenes, rows = [], []
+                for i in range(sizes[split]):
+                    objects = sample_scene(rng, _SAMPLING[split], config.image_size, config.bias)
+                    render(objects, config.image_size, rng).save(tmp / "images" / split / f"{i:05d}.png")
+                    rows += _image_rows(rng, f"{split}-{i:05d}", split, objects, config, stats)
+                    scenes.append(objects)
+                    bar.advance(task)
+                if split == "train":
+                    stats = _train_stats(scenes)
+                with open(tmp / f"{split}.jsonl", "w", encoding="utf-8") as f:
+                    f.writelines(json.dumps(row, sort_keys=True) + "\n" for row in rows)
+        meta = {
+            "version": VERSION,
+            "config": dataclasses.asdict(config),
+            "shapes": list(SHAPES),
+            "colours": {k: list(v) for k, v in COLOURS.items()},
+            "positions": list(POSITIONS),
+            "bias_pairs": [list(p) for p in BIAS_PAIRS],
+            **stats,
+        }
+        (tmp / "world.json").write_text(json.dumps(meta, sort_keys=True, indent=2) + "\n")
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+            old.rmdir()
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _features():
+    from datasets import Features, Value
+
+    text = Value("string")
+    message = {"role": text, "content": [{"type": text, "text": text}]}
+    obj = {"shape": text, "colour": text, "position": text,
+           "cx": Value("int32"), "cy": Value("int32"), "size": Value("int32")}
+    return Features({
+        "id": text, "image_id": text, "split": text, "task": text, "pope": text,
+        "prompt": [message], "completion": [message], "answer": text,
+        "images": [text], "objects": [obj], "trigger_absent": [text],
+    })
+
+
+def load_world(path: str | Path):
+    """Load the three splits as a ``datasets.DatasetDict`` (image paths stay relative to ``path``).
+
+    An explicit schema keeps every split's columns identical, even where a split has
+    only nulls (train ``pope``) or only empty lists.
+    """
+    from datasets import Dataset, DatasetDict
+
+    path, features = Path(path), _features()
+    splits = {}
+    for split in SPLITS:
+        with open(path / f"{split}.jsonl", encoding="utf-8") as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+        splits[split] = Dataset.from_list(rows, features=features)
+    return DatasetDict(splits)
+
+
+# --- metrics --------------------------------------------------------------------------
+
+
+def caption_objects_metrics(pred_captions: Sequence[str], rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """CHAIR-style object hallucination of predicted captions against the rows' ground truth.
+
+    ``partner_hallucination`` isolates the planted bias: among rows whose image has an
+    anchor without its partner, the fraction of captions naming a missing partner.
+    """
+    rows = list(rows)
+    if len(rows) != len(pred_captions):
+        raise ValueError(f"{len(pred_captions)} captions for {len(rows)} rows")
+    mentions = hallucinated = bad_captions = hits = n_present = 0
+    triggered = partner_hits = 0
+    for text, row in zip(pred_captions, rows):
+        present = {o["shape"] for o in row["objects"]}
+        named = mentioned_shapes(text)
+        wrong = [s for s in named if s not in present]
+        mentions += len(named)
+        hallucinated += len(wrong)
+        bad_captions += bool(wrong)
+        hits += len(present & set(named))
+        n_present += len(present)
+        if row.get("trigger_absent"):
+            triggered += 1
+            partner_hits += bool(set(row["trigger_absent"]) & set(named))
+    n = len(rows)
+    return {
+        "chair_i": hallucinated / mentions if mentions else 0.0,
+        "chair_s": bad_captions / n if n else 0.0,
+        "recall": hits / n_present if n_present else 0.0,
+        "partner_hallucination": partner_hits / triggered if triggered else None,
+        "n_captions": n,
+        "n_mentions": mentions,
+    }

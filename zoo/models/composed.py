@@ -1,0 +1,341 @@
+"""The composed backbone: any HF causal LM + per-modality encoders and projectors, LLaVA-style.
+
+Visual Instruction Tuning (Liu et al., 2023, arXiv:2304.08485) and Improved Baselines with Visual
+Instruction Tuning (arXiv:2310.03744): an encoder's spatial tokens, projected by a small MLP,
+replace placeholder tokens in the LM's input sequence. Here the glue is generic: one placeholder
+token per modality, encoders built by registry name (`modalities`), the LM from any config.
+
+`ComposedConfig` / `ComposedForConditionalGeneration` are registered with the Auto classes, so
+after ``import zoo`` a saved model round-trips through ``AutoModelForImageTextToText`` (and
+``AutoModel``). `ComposedProcessor` expands each placeholder into the media's tokens and travels
+with the model (tokenizer files + ``processor_config.json``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoModelForImageTextToText,
+    AutoTokenizer,
+    GenerationMixin,
+    PreTrainedConfig,
+    PreTrainedModel,
+)
+from transformers.configuration_utils import SubConfigSpec
+from transformers.modeling_outputs import CausalLMOutputWithPast
+
+from modalities.registry import get_modality
+from zoo.models.policy import Backbone, Batch, Media, Policy, fold_media_keep, padding_position_ids
+
+PROCESSOR_CONFIG = "processor_config.json"
+
+
+class ComposedConfig(PreTrainedConfig):
+    r"""Composite config: the LM's config plus one entry per input modality.
+
+    ``modalities`` maps a modality name (``"image"``) to ``{"encoder": {…the modality's encoder config
+    fields…}, "projector": "mlp2x_gelu" | "linear", "token_id": placeholder token id}``.
+    """
+
+    model_type = "zoo_composed"
+    sub_configs_defaults = {"text_config": SubConfigSpec(config_class=AutoConfig, model_type="llama")}
+
+    text_config: dict | PreTrainedConfig | None = None
+    modalities: dict | None = None
+    tie_word_embeddings: bool = False
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        self.modalities = dict(self.modalities or {})
+
+    @property
+    def image_token_id(self) -> int | None:
+        return (self.modalities.get("image") or {}).get("token_id")
+
+
+def build_projector(kind: str, in_dim: int, out_dim: int) -> nn.Module:
+    """``linear`` or LLaVA-1.5's ``mlp2x_gelu``."""
+    if kind == "linear":
+        return nn.Linear(in_dim, out_dim)
+    if kind == "mlp2x_gelu":
+        return nn.Sequential(nn.Linear(in_dim, out_dim), nn.GELU(), nn.Linear(out_dim, out_dim))
+    raise ValueError(f"unknown projector '{kind}' (linear, mlp2x_gelu)")
+
+
+class ComposedForConditionalGeneration(PreTrainedModel, GenerationMixin):
+    config: ComposedConfig
+    config_class = ComposedConfig
+    base_model_prefix = "composed"
+    main_input_name = "input_ids"
+    input_modalities = ("image", "text")
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_attention_backend = True
+
+    def __init__(self, config: ComposedConfig):
+        super().__init__(config)
+        self.language_model = AutoModelForCausalLM.from_config(config.text_config)
+        hidden = config.text_config.hidden_size
+        self.encoders = nn.ModuleDict()
+        self.projectors = nn.ModuleDict()
+        self.num_media_tokens: dict[str, int] = {}
+        for name, spec in config.modalities.items():
+            modality = get_modality(name)
+            encoder = modality.encoder(modality.encoder_config(**spec["encoder"]))
+            self.encoders[name] = encoder
+            self.projectors[name] = build_projector(spec.get("projector", "mlp2x_gelu"), encoder.out_dim, hidden)
+            self.num_media_tokens[name] = encoder.num_tokens
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.language_model.get_input_embeddings()
+
+    def set_input_embeddings(self, value):
+        self.language_model.set_input_embeddings(value)
+
+    def get_output_embeddings(self):
+        return self.language_model.get_output_embeddings()
+
+    def _init_weights(self, module):
+        # The encoders keep their own (timm) initialisation; only HF-side modules are initialised here.
+        if any(module is m or any(module is s for s in m.modules()) for m in self.encoders.values()):
+            return
+        super()._init_weights(module)
+
+    def encode_media(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Projected media embeddings ``{modality: [N, tokens, hidden]}`` for the inputs present."""
+        out = {}
+        for name, encoder in self.encoders.items():
+            x = inputs.get(get_modality(name).input_key)
+            if x is not None and len(x):
+                feats = encoder(x.to(self.device, dtype=next(encoder.parameters()).dtype))
+                out[name] = self.projectors[name](feats)
+        return out
+
+    def embed(self, input_ids: torch.Tensor, media_embeds: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Token embeddings with each modality's placeholder positions replaced by its media tokens."""
+        embeds = self.get_input_embeddings()(input_ids)
+        for name, spec in self.config.modalities.items():
+            positions = input_ids == spec["token_id"]
+            n_positions = int(positions.sum())
+            if n_positions == 0:
+                continue  # a decoding step, or a text-only row
+            feats = media_embeds.get(name)
+            n_feats = 0 if feats is None else feats.shape[0] * feats.shape[1]
+            if n_positions != n_feats:
+                per = self.num_media_tokens[name]
+                raise ValueError(
+                    f"{name} tokens and {name} features disagree: the sequence holds {n_positions} {name} tokens "
+                    f"({n_positions / per:g} {name}s of {per} tokens) but {n_feats // per} {name}(s) were encoded"
+                )
+            embeds = embeds.masked_scatter(positions.unsqueeze(-1), feats.to(embeds.dtype))
+        return embeds
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache: Any = None,
+        inputs_embeds: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        media_embeds: dict[str, torch.Tensor] | None = None,
+        media_keep: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs,
+    ) -> CausalLMOutputWithPast:
+        r"""
+        pixel_values: images for the ``image`` placeholders, in order (ignored when ``media_embeds`` is given).
+        media_embeds: pre-encoded media from `encode_media`, so shared media are encoded once.
+        media_keep: ``[B, T_prompt]`` bool; False hides that media token from attention in every layer.
+        """
+        if inputs_embeds is None:
+            if media_embeds is None:
+                has_media = any((input_ids == s["token_id"]).any() for s in self.config.modalities.values())
+                media_embeds = self.encode_media({"pixel_values": pixel_values}) if has_media else {}
+            inputs_embeds = self.embed(input_ids, media_embeds)
+        if attention_mask is None:
+            attention_mask = torch.ones(inputs_embeds.shape[:2], dtype=torch.long, device=inputs_embeds.device)
+        if position_ids is None:  # from padding only, before media_keep is folded in
+            position_ids = padding_position_ids(attention_mask)[:, -inputs_embeds.shape[1] :]
+        return self.language_model(
+            inputs_embeds=inputs_embeds,
+            attention_mask=fold_media_keep(attention_mask, media_keep),
+            position_ids=position_ids,
+            cache=cache,
+            use_cache=use_cache,
+            labels=labels,
+            logits_to_keep=logits_to_keep,
+            **kwargs,
+        )
+
+
+AutoConfig.register(ComposedConfig.model_type, ComposedConfig, exist_ok=True)
+AutoModel.register(ComposedConfig, ComposedForConditionalGeneration, exist_ok=True)
+AutoModelForImageTextToText.register(ComposedConfig, ComposedForConditionalGeneration, exist_ok=True)
+
+
+class ComposedProcessor:
+    """Chat template, placeholder expansion and media preprocessing for a composed model."""
+
+    def __init__(self, tokenizer, media: dict[str, dict]):
+        """``media``: modality -> ``{"num_tokens": k, "processor": {…processor config…}}``."""
+        self.tokenizer = tokenizer
+        self.media = {name: dict(spec) for name, spec in media.items()}
+        self.media_processors = {
+            name: get_modality(name).processor.from_dict(spec["processor"]) for name, spec in self.media.items()
+        }
+        self.placeholders = {name: get_modality(name).placeholder for name in self.media}
+        self.placeholder_ids = {n: tokenizer.convert_tokens_to_ids(p) for n, p in self.placeholders.items()}
+
+    @property
+    def image_token_id(self) -> int | None:
+        return self.placeholder_ids.get("image")
+
+    @property
+    def media_token_ids(self) -> set[int]:
+        return set(self.placeholder_ids.values())
+
+    def apply_chat_template(self, messages, add_generation_prompt: bool = False, tokenize: bool = False, **kw):
+        return self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=add_generation_prompt, tokenize=tokenize, **kw
+        )
+
+    def __call__(self, text, images=None, return_tensors="pt", add_special_tokens: bool = False, padding=False, **kw):
+        texts = [text] if isinstance(text, str) else list(text)
+        images = list(images or [])
+        out: dict[str, Any] = {}
+        if "image" in self.media:
+            placeholder, k = self.placeholders["image"], self.media["image"]["num_tokens"]
+            n_placeholders = sum(t.count(placeholder) for t in texts)
+            if n_placeholders != len(images):
+                raise ValueError(f"the text holds {n_placeholders} {placeholder} placeholder(s) but {len(images)} image(s) were given")
+            texts = [t.replace(placeholder, placeholder * k) for t in texts]
+            if images:
+                out["pixel_values"] = self.media_processors["image"](images)
+        elif images:
+            raise ValueError("this model takes no images")
+        enc = self.tokenizer(texts, add_special_tokens=add_special_tokens, padding=padding, return_tensors=return_tensors)
+        out.update(enc)
+        return out
+
+    def batch_decode(self, *args, **kwargs):
+        return self.tokenizer.batch_decode(*args, **kwargs)
+
+    def decode(self, *args, **kwargs):
+        return self.tokenizer.decode(*args, **kwargs)
+
+    def save_pretrained(self, path: str | Path) -> None:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.tokenizer.save_pretrained(path)
+        config = {"processor_class": type(self).__name__, "media": self.media}
+        (path / PROCESSOR_CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> "ComposedProcessor":
+        path = Path(path)
+        config = json.loads((path / PROCESSOR_CONFIG).read_text())
+        return cls(AutoTokenizer.from_pretrained(path), config["media"])
+
+
+class ComposedBackbone(Backbone):
+    """`Backbone` adapter for `ComposedForConditionalGeneration`."""
+
+    def __init__(self, model: ComposedForConditionalGeneration, processor: ComposedProcessor):
+        self.model, self.processor = model, processor
+
+    def media_token_mask(self, batch: Batch) -> torch.Tensor:
+        ids = batch["input_ids"]
+        return torch.isin(ids, torch.tensor(sorted(self.processor.media_token_ids), device=ids.device))
+
+    def encode_media(self, batch: Batch) -> Media:
+        return self.model.encode_media(batch)
+
+    def position_ids(self, batch: Batch) -> torch.Tensor:
+        return padding_position_ids(batch["attention_mask"])
+
+    def forward(self, input_ids, attention_mask, position_ids, media=None, batch=None, cache=None, use_cache=False):
+        return self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            media_embeds=media if media is not None else {},
+            cache=cache,
+            use_cache=use_cache,
+        )
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, dtype=None, device=None) -> "ComposedBackbone":
+        model = ComposedForConditionalGeneration.from_pretrained(path, dtype=dtype)
+        if device is not None:
+            model = model.to(device)
+        return cls(model, ComposedProcessor.from_pretrained(path))
+
+
+def build_composed_policy(
+    text_config: dict,
+    modalities: dict[str, dict],
+    tokenizer: dict,
+    pretrained_encoders: bool = False,
+    seed: int = 0,
+) -> Policy:
+    """Build a fresh composed policy from plain dicts (what a Hydra ``model/*.yaml`` holds).
+
+    text_config: any causal-LM config, e.g. ``{"model_type": "llama", "hidden_size": 128, …}``;
+        ``vocab_size`` and the special token ids come from the tokenizer.
+    modalities: modality -> ``{"encoder": {…encoder config…}, "projector": "mlp2x_gelu"}``.
+    tokenizer: ``{"world": "shapes", "vocab_size": 512}`` trains a BPE on that synthetic world's
+        text, or ``{"path": DIR}`` loads an existing tokenizer.
+    pretrained_encoders: load the timm encoders' pretrained weights (needs network or a timm cache).
+    """
+    from zoo.models.tokenizer import train_tokenizer
+
+    torch.manual_seed(seed)
+    placeholders = {name: get_modality(name).placeholder for name in modalities}
+    if "path" in tokenizer:
+        tok = AutoTokenizer.from_pretrained(tokenizer["path"])
+    else:
+        import importlib
+
+        world = importlib.import_module(f"modalities.synthetic.{tokenizer['world']}")
+        tok = train_tokenizer(world.corpus(), tokenizer.get("vocab_size", 512), placeholders)
+    text_config = dict(text_config)
+    model_type = text_config.pop("model_type", "llama")
+    text_cfg = AutoConfig.for_model(
+        model_type,
+        vocab_size=len(tok),
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        **text_config,
+    )
+    specs = {}
+    for name, spec in modalities.items():
+        specs[name] = {
+            "encoder": dict(spec["encoder"]),
+            "projector": spec.get("projector", "mlp2x_gelu"),
+            "token_id": tok.convert_tokens_to_ids(placeholders[name]),
+        }
+    config = ComposedConfig(text_config=text_cfg, modalities=specs)
+    config.bos_token_id, config.eos_token_id, config.pad_token_id = tok.bos_token_id, tok.eos_token_id, tok.pad_token_id
+    model = ComposedForConditionalGeneration(config)
+    media = {}
+    for name, encoder in model.encoders.items():
+        if pretrained_encoders:
+            fresh = type(encoder)(encoder.config, pretrained=True)
+            encoder.load_state_dict(fresh.state_dict())
+        media[name] = {"num_tokens": encoder.num_tokens, "processor": vars(encoder.processor_config())}
+    model.generation_config.pad_token_id = tok.pad_token_id
+    model.generation_config.eos_token_id = tok.eos_token_id
+    return Policy(ComposedBackbone(model, ComposedProcessor(tok, media)))

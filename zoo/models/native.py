@@ -1,0 +1,273 @@
+"""HF-native image-text-to-text models (LLaVA, Qwen2-VL, Gemma 3 …) as a `Backbone`.
+
+`NativeBackbone` adapts any ``AutoModelForImageTextToText`` model and its ``AutoProcessor`` to the
+`Policy` interface: media are encoded once with the model's own ``get_image_features`` and handed
+back as ``mm_encoder_outputs``; positions come from the padding mask alone (the model's own 3-D
+M-RoPE index for the Qwen2-VL family); every side input the processor made (``image_grid_thw``,
+``token_type_ids`` …) reaches the model's forward at the prefill step.
+
+`build_tiny_native` builds tiny random models with processors assembled from local pieces, so the
+adapter can be tested offline in seconds.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForImageTextToText, AutoProcessor, PreTrainedTokenizerFast
+
+from zoo.models.policy import Backbone, Batch, Media, Policy, padding_position_ids
+from zoo.models.tokenizer import chat_template, train_tokenizer
+
+# Raw media, by kind: (the batch key of its pixels, the model method that encodes them).
+MEDIA_ENCODERS = {"image": ("pixel_values", "get_image_features"), "video": ("pixel_values_videos", "get_video_features")}
+
+# Forward arguments that are never side inputs: set explicitly, training-only, or raw media
+# (media reach the model pre-encoded; passing pixels too makes HF models raise).
+NOT_SIDE_INPUTS = {
+    "input_ids", "attention_mask", "position_ids", "cache", "past_key_values", "inputs_embeds", "use_cache",
+    "labels", "logits_to_keep", "mm_encoder_outputs", "example_index", "return_dict", "kwargs",
+}  # fmt: skip
+
+
+def _param_names(fn) -> set[str]:
+    """Named parameters of a (possibly decorated: `inspect` follows ``__wrapped__``) callable."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return set()
+    return {p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+
+
+class NativeBackbone(Backbone):
+    """Adapter over an HF ``AutoModelForImageTextToText`` model (see module docstring)."""
+
+    # Per-token inputs a model needs on every decoding step (fed as zeros: a new token is text).
+    # None of the supported models needs one: Gemma 3 reads ``token_type_ids`` at prefill only
+    # (its bidirectional image blocks), Qwen2-VL reads ``mm_token_type_ids`` only to build positions.
+    decode_token_inputs: tuple[str, ...] = ()
+
+    def __init__(self, model, processor):
+        self.model = model
+        self.processor = processor
+        config = model.config
+        ids = (getattr(config, "image_token_id", None), getattr(config, "video_token_id", None))
+        self.media_ids = [i for i in ids if isinstance(i, int)]
+        self.side_inputs = {
+            n for n in _param_names(model.forward) if n not in NOT_SIDE_INPUTS and not n.startswith("pixel_values")
+        }
+        # M-RoPE models (Qwen2-VL family) expose their 3-D position index on the inner model.
+        self.rope_index = getattr(getattr(model, "model", None), "get_rope_index", None)
+
+    def media_token_mask(self, batch: Batch) -> torch.Tensor:
+        ids = batch["input_ids"]
+        return torch.isin(ids, torch.tensor(self.media_ids, device=ids.device))
+
+    def encode_media(self, batch: Batch) -> Media:
+        media = {}
+        for kind, (key, method) in MEDIA_ENCODERS.items():
+            pixels = batch.get(key)
+            if pixels is None or not hasattr(self.model, method):
+                continue
+            # The outer method may forward what the inner one names (LLaVA's image_sizes) via **kwargs.
+            names = _param_names(getattr(self.model, method))
+            names |= _param_names(getattr(getattr(self.model, "model", None), method, None))
+            extras = {n: batch[n] for n in names - NOT_SIDE_INPUTS - {key} if n in batch}
+            pixels = pixels.to(self.model.device, self.model.dtype if pixels.is_floating_point() else pixels.dtype)
+            media[kind] = getattr(self.model, method)(pixels, **self._to_device(extras), return_dict=True)
+        return media
+
+    def position_ids(self, batch: Batch) -> torch.Tensor:
+        attention_mask = batch["attention_mask"]
+        if self.rope_index is None:
+            return padding_position_ids(attention_mask)
+        # The model's own 3-D index, from the padding mask. get_rope_index is pure; the model's
+        # compute_3d_position_ids would read and write its stateful `rope_deltas` instead.
+        names = _param_names(self.rope_index) - {"input_ids", "attention_mask"}
+        kwargs = {n: batch[n] for n in names if batch.get(n) is not None}
+        if "mm_token_type_ids" in names and "mm_token_type_ids" not in kwargs:
+            kwargs["mm_token_type_ids"] = self._mm_token_types(batch["input_ids"])
+        position_ids, _ = self.rope_index(batch["input_ids"], attention_mask=attention_mask, **kwargs)
+        return position_ids
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        position_ids: torch.Tensor,
+        media: Media | None = None,
+        batch: Batch | None = None,
+        cache: Any = None,
+        use_cache: bool = False,
+    ):
+        if batch is not None:  # prefill: every side input the model's forward accepts
+            side = {k: v for k, v in batch.items() if k in self.side_inputs and v is not None}
+        else:  # decoding step: only what the model needs at every step
+            side = {k: input_ids.new_zeros(input_ids.shape) for k in self.decode_token_inputs}
+        return self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            mm_encoder_outputs=media or None,
+            cache=cache,
+            use_cache=use_cache,
+            **self._to_device(side),
+        )
+
+    def _mm_token_types(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Text 0, image 1, video 2: what processors return as ``mm_token_type_ids``."""
+        config = self.model.config
+        types = torch.zeros_like(input_ids, dtype=torch.int)
+        for value, name in ((1, "image_token_id"), (2, "video_token_id")):
+            if isinstance(getattr(config, name, None), int):
+                types[input_ids == getattr(config, name)] = value
+        return types
+
+    def _to_device(self, inputs: dict) -> dict:
+        device = self.model.device
+        return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+
+
+def load_native_policy(
+    name_or_path: str | Path, dtype: torch.dtype | str | None = None, device=None, trust_remote_code: bool = False
+) -> Policy:
+    """Load an HF image-text-to-text checkpoint and its processor as a `Policy`."""
+    kwargs = {"trust_remote_code": trust_remote_code}
+    if dtype is not None:
+        kwargs["dtype"] = dtype
+    model = AutoModelForImageTextToText.from_pretrained(name_or_path, **kwargs)
+    if device is not None:
+        model = model.to(device)
+    processor = AutoProcessor.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    return Policy(NativeBackbone(model.eval(), processor))
+
+
+# ---------------------------------------------------------------------------------------------
+# Tiny random models, built offline (tests, smoke runs).
+
+TINY_ARCHS = ("llava", "qwen2_vl", "gemma3")
+IMAGE_SIZE = 32  # pixels; every tiny vision tower uses 8-pixel patches
+
+DEFAULT_TEXTS = (
+    "A red square sits on a blue background.",
+    "Describe the image in one short sentence.",
+    "The picture shows a small green circle next to a yellow line.",
+    "What colour is the shape in the middle?",
+    "There are two dogs playing in the park on a sunny day.",
+    "The answer is yes, the object is round and bright.",
+    "No, the image is dark and nothing can be seen.",
+    "Count the objects and tell me how many there are.",
+)
+
+
+def _named_tokens(tok: PreTrainedTokenizerFast, **named: str) -> PreTrainedTokenizerFast:
+    """Re-wrap a tokenizer so model-specific tokens are attributes (``tok.boi_token``/``_id``) that
+    survive save/load; `train_tokenizer` only registers them as extra special tokens."""
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok.backend_tokenizer,
+        bos_token=tok.bos_token,
+        eos_token=tok.eos_token,
+        pad_token=tok.pad_token,
+        unk_token=tok.unk_token,
+        extra_special_tokens=tok.extra_special_tokens,
+        chat_template=tok.chat_template,
+        **named,
+    )
+
+
+def _text_config(tok, **extra) -> dict:
+    return dict(
+        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, max_position_embeddings=512, pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, **extra,
+    )  # fmt: skip
+
+
+def _vision(**extra) -> dict:
+    return dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, **extra)
+
+
+def _tiny_llava(texts):
+    from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaImageProcessor, LlavaProcessor
+
+    tok = train_tokenizer(texts, placeholders={"image": "<image>"})
+    vision = _vision(model_type="clip_vision_model", image_size=IMAGE_SIZE, patch_size=8, projection_dim=32)
+    config = LlavaConfig(
+        vision_config=vision, text_config=dict(model_type="llama", **_text_config(tok)),
+        image_token_id=tok.convert_tokens_to_ids("<image>"), image_seq_length=(IMAGE_SIZE // 8) ** 2,
+        vision_feature_layer=-1, vision_feature_select_strategy="default",
+    )  # fmt: skip
+    image_processor = LlavaImageProcessor(
+        size={"shortest_edge": IMAGE_SIZE}, crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}
+    )
+    processor = LlavaProcessor(
+        image_processor=image_processor, tokenizer=tok, patch_size=8, vision_feature_select_strategy="default",
+        num_additional_image_tokens=1, chat_template=tok.chat_template,  # CLIP's CLS token, dropped by "default"
+    )  # fmt: skip
+    return LlavaForConditionalGeneration(config), processor
+
+
+def _tiny_qwen2_vl(texts):
+    from transformers import (
+        Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessor, Qwen2VLProcessor,
+        Qwen2VLVideoProcessor,
+    )  # fmt: skip
+
+    # The image part renders as Qwen's start/pad/end triple; the processor expands the pad token.
+    tok = train_tokenizer(
+        texts, placeholders={"image": "<|image_pad|>"},
+        extra_special_tokens=("<|vision_start|>", "<|vision_end|>", "<|video_pad|>"),
+    )  # fmt: skip
+    tok.chat_template = chat_template({"image": "<|vision_start|><|image_pad|><|vision_end|>"})
+    ids = tok.convert_tokens_to_ids
+    # head_dim 32: the M-RoPE sections (temporal, height, width) split its 16 frequencies.
+    text = _text_config(tok, model_type="qwen2_vl_text", rope_parameters={"rope_type": "default", "mrope_section": [4, 6, 6]})
+    vision = dict(depth=1, embed_dim=32, hidden_size=64, num_heads=2, mlp_ratio=2, patch_size=8, spatial_merge_size=2)
+    config = Qwen2VLConfig(
+        text_config=text, vision_config=vision, image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),
+        vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"),
+    )  # fmt: skip
+    # min = max pixels: every image becomes 32x32 -> a 4x4 patch grid -> 4 tokens after the 2x2 merge.
+    pixels = {"shortest_edge": IMAGE_SIZE * IMAGE_SIZE, "longest_edge": IMAGE_SIZE * IMAGE_SIZE}
+    image_processor = Qwen2VLImageProcessor(size=pixels, patch_size=8, merge_size=2)
+    video_processor = Qwen2VLVideoProcessor(size=pixels, patch_size=8, merge_size=2)
+    processor = Qwen2VLProcessor(image_processor, tok, video_processor, chat_template=tok.chat_template)
+    return Qwen2VLForConditionalGeneration(config), processor
+
+
+def _tiny_gemma3(texts):
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3ImageProcessor, Gemma3Processor
+
+    # The prompt holds <start_of_image>; the processor expands it into boi + soft tokens + eoi.
+    boi, soft, eoi = "<start_of_image>", "<image_soft_token>", "<end_of_image>"
+    tok = train_tokenizer(texts, placeholders={"image": boi}, extra_special_tokens=(soft, eoi))
+    tok = _named_tokens(tok, boi_token=boi, image_token=soft, eoi_token=eoi)
+    ids = tok.convert_tokens_to_ids
+    # Layer 0 slides over 8 tokens, layer 1 is global: both mask paths are exercised.
+    text = _text_config(
+        tok, head_dim=32, query_pre_attn_scalar=32, sliding_window=8, layer_types=["sliding_attention", "full_attention"]
+    )
+    vision = _vision(model_type="siglip_vision_model", image_size=IMAGE_SIZE, patch_size=8)
+    config = Gemma3Config(
+        text_config=text, vision_config=vision, mm_tokens_per_image=4,
+        boi_token_index=ids(boi), eoi_token_index=ids(eoi), image_token_index=ids(soft),
+    )  # fmt: skip
+    image_processor = Gemma3ImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
+    processor = Gemma3Processor(image_processor, tok, chat_template=tok.chat_template, image_seq_length=4)
+    return Gemma3ForConditionalGeneration(config), processor
+
+
+def build_tiny_native(arch: str, out_dir: str | Path, texts=None, seed: int = 0) -> Path:
+    """Build a tiny random ``arch`` model + processor offline and ``save_pretrained`` both to ``out_dir``."""
+    builders = {"llava": _tiny_llava, "qwen2_vl": _tiny_qwen2_vl, "gemma3": _tiny_gemma3}
+    if arch not in builders:
+        raise ValueError(f"unknown tiny arch {arch!r}; choose from {TINY_ARCHS}")
+    torch.manual_seed(seed)
+    model, processor = builders[arch](list(texts) if texts is not None else list(DEFAULT_TEXTS))
+    out_dir = Path(out_dir)
+    model.eval().save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+    return out_dir

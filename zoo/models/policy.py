@@ -1,0 +1,236 @@
+"""The Policy: what every backbone offers the training and sampling code, composed or HF-native.
+
+A `Backbone` adapter says how one family of models embeds media and computes positions; the
+`Policy` builds everything else on it once: response log-probs, batched KV-cache generation and
+the `media_keep` mask. So DPO, BDHS, online sampling and evaluation never special-case a backbone.
+
+Batches are dicts produced by `zoo.data.collate`: ``input_ids``/``attention_mask`` ``[B, T]``,
+``labels`` (``-100`` outside the response), the media tensors the backbone's processor made
+(``pixel_values``, ``image_grid_thw``, ``token_type_ids`` …) and ``example_index``.
+
+``media_keep`` is a boolean ``[B, T]`` mask over the batch's positions: False hides that media
+token from attention in every layer (for every later query, at every decoding step). It must be
+True at every non-media position. Positions are computed before masking, so masking never changes
+the sequence length nor the position of any token.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+Batch = dict[str, Any]
+Media = dict[str, Any]
+
+
+@dataclass
+class SequenceLogps:
+    """Log-probs of the response tokens of each row."""
+
+    logps: torch.Tensor  # [B] sum over response tokens
+    token_logps: torch.Tensor  # [B, T-1] log p(token t+1 | ≤ t), 0 outside the response
+    mask: torch.Tensor  # [B, T-1] bool, True on response tokens
+    lengths: torch.Tensor  # [B] number of response tokens
+
+    @property
+    def mean_logps(self) -> torch.Tensor:
+        return self.logps / self.lengths.clamp(min=1)
+
+
+@dataclass
+class Generation:
+    token_ids: list[list[int]]  # new tokens of each row, stop token included when one was produced
+    texts: list[str]  # decoded, special tokens removed
+    finished: list[bool]  # True when the row stopped on a stop token (not on max_new_tokens)
+
+
+class Backbone(ABC):
+    """Adapter for one family of models. Subclasses hold ``model`` and ``processor``."""
+
+    model: nn.Module
+    processor: Any
+
+    @property
+    def tokenizer(self):
+        return getattr(self.processor, "tokenizer", self.processor)
+
+    @abstractmethod
+    def media_token_mask(self, batch: Batch) -> torch.Tensor:
+        """``[B, T]`` bool: True where the sequence holds a media token."""
+
+    @abstractmethod
+    def encode_media(self, batch: Batch) -> Media:
+        """Encode every media item of the batch once; the result is passed back to `forward`."""
+
+    @abstractmethod
+    def position_ids(self, batch: Batch) -> torch.Tensor:
+        """Position ids of the batch's tokens from the padding mask alone (never from media_keep)."""
+
+    @abstractmethod
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        position_ids: torch.Tensor,
+        media: Media | None = None,
+        batch: Batch | None = None,
+        cache: Any = None,
+        use_cache: bool = False,
+    ):
+        """Run the model; returns an output with ``logits`` and ``cache``.
+
+        ``batch`` carries side inputs at the prefill step (it is None on decoding steps);
+        ``attention_mask`` already has media_keep folded in and covers cache + new tokens.
+        """
+
+    def save_pretrained(self, path) -> None:
+        """Write a loadable model folder: weights, config, processor and tokenizer files."""
+        self.model.save_pretrained(path)
+        self.processor.save_pretrained(path)
+
+    def next_position_ids(self, position_ids: torch.Tensor) -> torch.Tensor:
+        """Positions of the next decoded token: one past the last (works for [B,T] and [R,B,T] ids)."""
+        return position_ids[..., -1:] + 1
+
+
+def padding_position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+    """1-D positions counting only real tokens (left or right padding alike)."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def fold_media_keep(attention_mask: torch.Tensor, media_keep: torch.Tensor | None) -> torch.Tensor:
+    """Hide masked media positions by zeroing them in the key-padding mask.
+
+    ``media_keep`` may be shorter than ``attention_mask`` (during decoding the mask grows): the
+    positions past its end are new tokens and stay visible.
+    """
+    if media_keep is None:
+        return attention_mask
+    keep = media_keep.to(device=attention_mask.device, dtype=torch.bool)
+    extra = attention_mask.shape[1] - keep.shape[1]
+    if extra < 0:
+        raise ValueError(f"media_keep covers {keep.shape[1]} positions but the sequence has {attention_mask.shape[1]}")
+    if extra:
+        keep = torch.cat([keep, keep.new_ones(keep.shape[0], extra)], dim=1)
+    return attention_mask * keep.to(attention_mask.dtype)
+
+
+class Policy(nn.Module):
+    """One interface over every backbone (see module docstring)."""
+
+    def __init__(self, backbone: Backbone):
+        super().__init__()
+        self.backbone = backbone
+        self.model = backbone.model  # registered as a submodule: Lightning sees its parameters
+
+    @property
+    def processor(self):
+        return self.backbone.processor
+
+    @property
+    def tokenizer(self):
+        return self.backbone.tokenizer
+
+    def encode_media(self, batch: Batch) -> Media:
+        return self.backbone.encode_media(batch)
+
+    def check_media_keep(self, batch: Batch, media_keep: torch.Tensor | None) -> None:
+        if media_keep is None:
+            return
+        if media_keep.shape != batch["input_ids"].shape:
+            raise ValueError(f"media_keep has shape {tuple(media_keep.shape)}; expected {tuple(batch['input_ids'].shape)}")
+        is_media = self.backbone.media_token_mask(batch).to(media_keep.device)
+        if (~media_keep.bool() & ~is_media).any():
+            raise ValueError("media_keep hides non-media positions: it may only be False on media tokens")
+
+    def logits(self, batch: Batch, media: Media | None = None, media_keep: torch.Tensor | None = None) -> torch.Tensor:
+        """``[B, T, V]`` next-token logits of the full sequences."""
+        self.check_media_keep(batch, media_keep)
+        if media is None:
+            media = self.encode_media(batch)
+        attention_mask = fold_media_keep(batch["attention_mask"], media_keep)
+        out = self.backbone.forward(
+            batch["input_ids"], attention_mask, self.backbone.position_ids(batch), media=media, batch=batch
+        )
+        return out.logits
+
+    def sequence_logps(
+        self, batch: Batch, media: Media | None = None, media_keep: torch.Tensor | None = None
+    ) -> SequenceLogps:
+        """Log-probs of the response tokens only (``labels != -100``)."""
+        logits = self.logits(batch, media, media_keep)[:, :-1].float()
+        labels = batch["labels"][:, 1:]
+        mask = labels != -100
+        targets = labels.masked_fill(~mask, 0)
+        token_logps = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
+        token_logps = token_logps * mask
+        return SequenceLogps(token_logps.sum(-1), token_logps, mask, mask.sum(-1))
+
+    @torch.no_grad()
+    def generate(
+        self,
+        batch: Batch,
+        media: Media | None = None,
+        media_keep: torch.Tensor | None = None,
+        max_new_tokens: int = 64,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        stop_token_ids: list[int] | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Generation:
+        """Continue every (left-padded) prompt of the batch with a KV cache, all rows at once."""
+        ids, am = batch["input_ids"], batch["attention_mask"]
+        if not bool(am[:, -1].all()):
+            raise ValueError("generate needs left-padded prompts (collate with padding_side='left')")
+        self.check_media_keep(batch, media_keep)
+        if media is None:
+            media = self.encode_media(batch)
+        tok = self.tokenizer
+        stops = set(stop_token_ids) if stop_token_ids is not None else {tok.eos_token_id}
+        stop_t = torch.tensor(sorted(stops), device=ids.device)
+        pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+
+        position_ids = self.backbone.position_ids(batch)
+        attention_mask = fold_media_keep(am, media_keep)
+        out = self.backbone.forward(ids, attention_mask, position_ids, media=media, batch=batch, use_cache=True)
+        B = ids.shape[0]
+        finished = torch.zeros(B, dtype=torch.bool, device=ids.device)
+        new_tokens = []
+        for step in range(max_new_tokens):
+            next_tok = _pick(out.logits[:, -1].float(), do_sample, temperature, top_p, generator)
+            next_tok = torch.where(finished, torch.full_like(next_tok, pad_id), next_tok)
+            new_tokens.append(next_tok)
+            finished |= torch.isin(next_tok, stop_t)
+            if bool(finished.all()) or step == max_new_tokens - 1:
+                break
+            attention_mask = torch.cat([attention_mask, attention_mask.new_ones(B, 1)], dim=1)
+            position_ids = self.backbone.next_position_ids(position_ids)
+            out = self.backbone.forward(
+                next_tok[:, None], attention_mask, position_ids, cache=out.cache, use_cache=True
+            )
+        gen = torch.stack(new_tokens, 1).tolist() if new_tokens else [[] for _ in range(B)]
+        token_ids, done = [], []
+        for row in gen:
+            cut = next((i for i, t in enumerate(row) if t in stops), None)
+            token_ids.append(row if cut is None else row[: cut + 1])
+            done.append(cut is not None)
+        texts = tok.batch_decode(token_ids, skip_special_tokens=True)
+        return Generation(token_ids, [t.strip() for t in texts], done)
+
+
+def _pick(logits: torch.Tensor, do_sample: bool, temperature: float, top_p: float, generator) -> torch.Tensor:
+    if not do_sample:
+        return logits.argmax(-1)
+    logits = logits / max(temperature, 1e-6)
+    probs = logits.softmax(-1)
+    if top_p < 1.0:
+        sorted_p, order = probs.sort(-1, descending=True)
+        drop = sorted_p.cumsum(-1) - sorted_p > top_p  # keep the smallest set reaching top_p
+        sorted_p = sorted_p.masked_fill(drop, 0.0)
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)

@@ -1,0 +1,1 @@
+"""Training: LightningModules (no data logic), DataModules (no model logic), the Hydra entry point."""

@@ -1,0 +1,131 @@
+"""DataModules: rows in the one schema → encoded examples → padded batches.
+
+Examples are encoded once before training (media decoded and preprocessed once, bad input found
+up front); the DataLoader only pads. Models are not built here: the training entry point attaches
+the policy's processor with `attach`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from rich.progress import Progress
+from torch.utils.data import DataLoader
+
+from zoo.data.collate import Collator, ExampleEncoder, SkipReport, encode_rows
+
+log = logging.getLogger(__name__)
+
+
+def read_rows(path: str | Path, split: str) -> list[dict]:
+    """Rows of one split from a folder holding ``{split}.jsonl`` / ``{split}.parquet`` or a saved DatasetDict."""
+    path = Path(path)
+    jsonl = path / f"{split}.jsonl"
+    if jsonl.exists():
+        with jsonl.open() as f:
+            return [json.loads(line) for line in f if line.strip()]
+    import datasets
+
+    parquet = path / f"{split}.parquet"
+    if parquet.exists():
+        return datasets.Dataset.from_parquet(str(parquet)).to_list()
+    if (path / "dataset_dict.json").exists():
+        return datasets.load_from_disk(str(path))[split].to_list()
+    raise FileNotFoundError(f"no split '{split}' under {path} (expected {split}.jsonl, {split}.parquet or a saved DatasetDict)")
+
+
+def ensure_world(world: str, path: str | Path, config: dict | None = None) -> Path:
+    """Generate the synthetic world ``world`` into ``path`` (a no-op when it is already there)."""
+    module = importlib.import_module(f"modalities.synthetic.{world}")
+    config_cls = next(v for k, v in vars(module).items() if k.endswith("Config") and isinstance(v, type))
+    return module.generate_world(path, config_cls(**(config or {})))
+
+
+class ChatDataModule(L.LightningDataModule):
+    """Prompt → response data (SFT) from a schema dataset folder; generates a synthetic world if asked."""
+
+    def __init__(
+        self,
+        path: str,
+        world: str | None = None,
+        world_config: dict | None = None,
+        train_split: str = "train",
+        val_split: str | None = "test",
+        tasks: list[str] | None = None,
+        val_limit: int | None = 256,
+        response_field: str = "completion",
+        batch_size: int = 32,
+        max_length: int | None = 256,
+        skip_bad: bool = False,
+        num_workers: int = 0,
+    ):
+        super().__init__()
+        self.path, self.world, self.world_config = Path(path), world, dict(world_config or {})
+        self.train_split, self.val_split, self.tasks, self.val_limit = train_split, val_split, tasks, val_limit
+        self.response_field, self.batch_size, self.max_length = response_field, batch_size, max_length
+        self.skip_bad, self.num_workers = skip_bad, num_workers
+        self.processor = None
+        self.encoded: dict[str, list] = {}
+        self.skipped: dict[str, SkipReport] = {}
+
+    def attach(self, processor) -> "ChatDataModule":
+        self.processor = processor
+        return self
+
+    def prepare_data(self) -> None:
+        if self.world:
+            ensure_world(self.world, self.path, self.world_config)
+
+    def rows(self, split: str, limit: int | None = None) -> list[dict]:
+        rows = read_rows(self.path, split)
+        for i, row in enumerate(rows):
+            row.setdefault("example_index", f"{split}[{i}]")
+        if self.tasks is not None:
+            rows = [r for r in rows if r.get("task") in self.tasks]
+        return rows[:limit] if limit else rows
+
+    def encode_split(self, split: str, limit: int | None = None) -> list:
+        if self.processor is None:
+            raise RuntimeError("attach the policy's processor first: datamodule.attach(policy.processor)")
+        if split not in self.encoded:
+            rows = self.rows(split, limit)
+            encoder = ExampleEncoder(self.processor, self.max_length, media_root=self.path)
+            with Progress(transient=True) as progress:
+                task = progress.add_task(f"encoding {split}", total=len(rows))
+                examples, report = encode_rows(
+                    rows, encoder, self.response_field, self.skip_bad, lambda: progress.advance(task)
+                )
+            if report.total:
+                log.warning("%s split: %s", split, report.summary())
+            if not examples:
+                raise ValueError(f"split '{split}' has no usable example ({report.summary()})")
+            self.encoded[split], self.skipped[split] = examples, report
+        return self.encoded[split]
+
+    def setup(self, stage: str | None = None) -> None:
+        self.encode_split(self.train_split)
+        if self.val_split:
+            self.encode_split(self.val_split, self.val_limit)
+
+    def _loader(self, examples, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            examples,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            collate_fn=Collator(self.processor.tokenizer.pad_token_id),
+            num_workers=self.num_workers,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.encoded[self.train_split], shuffle=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        return self._loader(self.encoded[self.val_split], shuffle=False) if self.val_split else []
+
+    def skip_summary(self) -> dict[str, Any]:
+        return {split: {"skipped": r.total, "reasons": dict(r.skipped)} for split, r in self.skipped.items()}

@@ -1,0 +1,68 @@
+"""LightningModules. They receive their parts (policy, optimizer as a partial) and hold no data logic."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from zoo.models.policy import Policy
+
+
+def warmup_cosine(warmup_steps: int, total_steps: int, min_ratio: float = 0.1) -> Callable[[int], float]:
+    """Linear warm-up then cosine decay to ``min_ratio`` of the peak learning rate."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / max(1, warmup_steps)
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+class PolicyModule(L.LightningModule):
+    """Shared plumbing: the policy, the optimizer and schedule, saving the model folder."""
+
+    def __init__(self, policy: Policy, optimizer: Callable, warmup_steps: int = 0, min_lr_ratio: float = 0.1):
+        super().__init__()
+        self.policy = policy
+        self.optimizer_factory = optimizer
+        self.warmup_steps, self.min_lr_ratio = warmup_steps, min_lr_ratio
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(params=[p for p in self.parameters() if p.requires_grad])
+        total = self.trainer.max_steps if self.trainer.max_steps > 0 else self.trainer.estimated_stepping_batches
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, warmup_cosine(self.warmup_steps, int(total), self.min_lr_ratio)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def save_model(self, path: str | Path) -> Path:
+        self.policy.backbone.save_pretrained(path)
+        return Path(path)
+
+
+class SFTModule(PolicyModule):
+    """Supervised fine-tuning: mean negative log-likelihood of the response tokens."""
+
+    def step(self, batch, stage: str) -> torch.Tensor:
+        out = self.policy.sequence_logps(batch)
+        n_tokens = out.mask.sum().clamp(min=1)
+        loss = -out.token_logps.sum() / n_tokens
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite {stage} loss on examples {batch['example_index'][:8]}…")
+        bs = batch["input_ids"].shape[0]
+        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=bs, on_step=stage == "train", on_epoch=stage != "train")
+        if stage == "train":
+            self.log("train/tokens", n_tokens.float(), batch_size=bs, reduce_fx="sum", on_step=False, on_epoch=True)
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self.step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        return self.step(batch, "val")
