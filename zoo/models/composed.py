@@ -191,7 +191,7 @@ class ComposedProcessor:
     def __init__(self, tokenizer, media: dict[str, dict]):
         """``media``: modality -> ``{"num_tokens": k, "processor": {…processor config…}}``."""
         self.tokenizer = tokenizer
-        self.media = {name: dict(spec) for name, spec in media.items()}
+        self.media = json.loads(json.dumps(media))  # plain JSON types, as saved
         self.media_processors = {
             name: get_modality(name).processor.from_dict(spec["processor"]) for name, spec in self.media.items()
         }

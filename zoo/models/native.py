@@ -23,7 +23,10 @@ from zoo.models.policy import Backbone, Batch, Media, Policy, padding_position_i
 from zoo.models.tokenizer import chat_template, train_tokenizer
 
 # Raw media, by kind: (the batch key of its pixels, the model method that encodes them).
-MEDIA_ENCODERS = {"image": ("pixel_values", "get_image_features"), "video": ("pixel_values_videos", "get_video_features")}
+MEDIA_ENCODERS = {
+    "image": ("pixel_values", "get_image_features"),
+    "video": ("pixel_values_videos", "get_video_features"),
+}
 
 # Forward arguments that are never side inputs: set explicitly, training-only, or raw media
 # (media reach the model pre-encoded; passing pixels too makes HF models raise).
@@ -64,7 +67,7 @@ class NativeBackbone(Backbone):
 
     def media_token_mask(self, batch: Batch) -> torch.Tensor:
         ids = batch["input_ids"]
-        return torch.isin(ids, torch.tensor(self.media_ids, device=ids.device))
+        return torch.isin(ids, torch.tensor(self.media_ids, dtype=ids.dtype, device=ids.device))
 
     def encode_media(self, batch: Batch) -> Media:
         media = {}
@@ -203,9 +206,10 @@ def _tiny_llava(texts):
     image_processor = LlavaImageProcessor(
         size={"shortest_edge": IMAGE_SIZE}, crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}
     )
+    # CLIP adds a CLS token (num_additional_image_tokens=1) that the "default" strategy drops again.
     processor = LlavaProcessor(
         image_processor=image_processor, tokenizer=tok, patch_size=8, vision_feature_select_strategy="default",
-        num_additional_image_tokens=1, chat_template=tok.chat_template,  # CLIP's CLS token, dropped by "default"
+        num_additional_image_tokens=1, chat_template=tok.chat_template,
     )  # fmt: skip
     return LlavaForConditionalGeneration(config), processor
 
@@ -224,13 +228,16 @@ def _tiny_qwen2_vl(texts):
     tok.chat_template = chat_template({"image": "<|vision_start|><|image_pad|><|vision_end|>"})
     ids = tok.convert_tokens_to_ids
     # head_dim 32: the M-RoPE sections (temporal, height, width) split its 16 frequencies.
-    text = _text_config(tok, model_type="qwen2_vl_text", rope_parameters={"rope_type": "default", "mrope_section": [4, 6, 6]})
+    rope = {"rope_type": "default", "mrope_section": [4, 6, 6]}
+    text = _text_config(tok, model_type="qwen2_vl_text", rope_parameters=rope)
     vision = dict(depth=1, embed_dim=32, hidden_size=64, num_heads=2, mlp_ratio=2, patch_size=8, spatial_merge_size=2)
     config = Qwen2VLConfig(
-        text_config=text, vision_config=vision, image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),
-        vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"),
+        text_config=text, vision_config=vision, image_token_id=ids("<|image_pad|>"),
+        video_token_id=ids("<|video_pad|>"), vision_start_token_id=ids("<|vision_start|>"),
+        vision_end_token_id=ids("<|vision_end|>"),
     )  # fmt: skip
-    # min = max pixels: every image becomes 32x32 -> a 4x4 patch grid -> 4 tokens after the 2x2 merge.
+    # min = max pixels: every image is resized to about 32*32 pixels (aspect kept, sides multiples of
+    # 16) -> a grid of at most 4x4 patches -> at most 4 tokens after the 2x2 merge.
     pixels = {"shortest_edge": IMAGE_SIZE * IMAGE_SIZE, "longest_edge": IMAGE_SIZE * IMAGE_SIZE}
     image_processor = Qwen2VLImageProcessor(size=pixels, patch_size=8, merge_size=2)
     video_processor = Qwen2VLVideoProcessor(size=pixels, patch_size=8, merge_size=2)
@@ -247,9 +254,8 @@ def _tiny_gemma3(texts):
     tok = _named_tokens(tok, boi_token=boi, image_token=soft, eoi_token=eoi)
     ids = tok.convert_tokens_to_ids
     # Layer 0 slides over 8 tokens, layer 1 is global: both mask paths are exercised.
-    text = _text_config(
-        tok, head_dim=32, query_pre_attn_scalar=32, sliding_window=8, layer_types=["sliding_attention", "full_attention"]
-    )
+    layers = ["sliding_attention", "full_attention"]
+    text = _text_config(tok, head_dim=32, query_pre_attn_scalar=32, sliding_window=8, layer_types=layers)
     vision = _vision(model_type="siglip_vision_model", image_size=IMAGE_SIZE, patch_size=8)
     config = Gemma3Config(
         text_config=text, vision_config=vision, mm_tokens_per_image=4,
@@ -257,17 +263,26 @@ def _tiny_gemma3(texts):
     )  # fmt: skip
     image_processor = Gemma3ImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
     processor = Gemma3Processor(image_processor, tok, chat_template=tok.chat_template, image_seq_length=4)
-    return Gemma3ForConditionalGeneration(config), processor
+    model = Gemma3ForConditionalGeneration(config)
+    # Gemma 3 initialises its image projection to zeros: a random model would ignore every image.
+    torch.nn.init.normal_(model.model.multi_modal_projector.mm_input_projection_weight, std=0.2)
+    return model, processor
 
 
-def build_tiny_native(arch: str, out_dir: str | Path, texts=None, seed: int = 0) -> Path:
-    """Build a tiny random ``arch`` model + processor offline and ``save_pretrained`` both to ``out_dir``."""
+def make_tiny_native(arch: str, texts=None, seed: int = 0):
+    """A tiny random ``arch`` model (eval mode) and its processor, in memory; deterministic per ``seed``."""
     builders = {"llava": _tiny_llava, "qwen2_vl": _tiny_qwen2_vl, "gemma3": _tiny_gemma3}
     if arch not in builders:
         raise ValueError(f"unknown tiny arch {arch!r}; choose from {TINY_ARCHS}")
     torch.manual_seed(seed)
     model, processor = builders[arch](list(texts) if texts is not None else list(DEFAULT_TEXTS))
+    return model.eval(), processor
+
+
+def build_tiny_native(arch: str, out_dir: str | Path, texts=None, seed: int = 0) -> Path:
+    """Build a tiny random ``arch`` model + processor offline and ``save_pretrained`` both to ``out_dir``."""
+    model, processor = make_tiny_native(arch, texts, seed)
     out_dir = Path(out_dir)
-    model.eval().save_pretrained(out_dir)
+    model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
     return out_dir

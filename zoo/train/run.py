@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
     out = Path(cfg.output_dir)
+    checkpoints = out / "checkpoints"
+    if cfg.ckpt_path is None and checkpoints.exists() and any(checkpoints.iterdir()):
+        if not cfg.get("overwrite", False):
+            raise FileExistsError(
+                f"{out} already holds checkpoints: resume with ckpt_path=last, start over with overwrite=true, "
+                "or choose another output_dir"
+            )
+        shutil.rmtree(checkpoints)
     out.mkdir(parents=True, exist_ok=True)
     _atomic_write(out / "recipe.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -47,12 +56,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule = instantiate(cfg.data).attach(policy.processor)
     module = instantiate(cfg.module, policy=policy)
     callbacks = [
-        ModelCheckpoint(dirpath=out / "checkpoints", filename="step-{step}", save_last=True,
+        ModelCheckpoint(dirpath=checkpoints, filename="step-{step}", save_last=True,
                         every_n_train_steps=cfg.checkpoint_every, save_top_k=-1),
         LearningRateMonitor(logging_interval="step"),
         RichProgressBar(),
     ]
-    loggers = [CSVLogger(out, name="logs", version="csv"), TensorBoardLogger(out, name="logs", version="tensorboard")]
+    # a new version_N per attempt, so a resumed run keeps the logs of the attempts before it
+    loggers = [CSVLogger(out / "logs", name="csv"), TensorBoardLogger(out / "logs", name="tensorboard")]
     trainer = instantiate(cfg.trainer, default_root_dir=str(out), callbacks=callbacks, logger=loggers)
 
     start = time.perf_counter()
