@@ -99,8 +99,7 @@ class ImageProcessor:
 class ImageEncoderConfig:
     model_name: str = "vit_tiny_patch16_224"  # any timm model name
     image_size: int = 48
-    # timm constructor overrides; the default shrinks ViT-Tiny to ~0.4 M parameters for the shapes world
-    timm_kwargs: dict = field(default_factory=lambda: {"patch_size": 12, "embed_dim": 96, "depth": 3, "num_heads": 3})
+    timm_kwargs: dict = field(default_factory=dict)  # constructor overrides, e.g. {"patch_size": 12, "depth": 3}
 
 
 class ImageEncoder(nn.Module):

@@ -69,6 +69,7 @@ class ShapesConfig:
     n_trigger: int = 300  # images where an anchor appears without its partner
     bias: float = 0.95  # train: probability an anchor brings its partner along
     questions_per_image: int = 2  # train: distinct question rows per image (0..5)
+    caption_order: str = "shape"  # objects in captions: "shape" (SHAPES order, partners follow anchors) or "position"
 
 
 # --- scenes and rendering -------------------------------------------------------------
@@ -182,17 +183,19 @@ def trigger_absent(objects: Iterable[dict[str, Any]]) -> list[str]:
 # --- text ------------------------------------------------------------------------------
 
 
-def _phrase(obj: dict[str, Any]) -> str:
-    return f"a {obj['colour']} {obj['shape']} at the {obj['position']}"
+def _sentence(obj: dict[str, Any]) -> str:
+    # The object first: its name is what the next words (colour, position) are looked up by.
+    return f"The {obj['shape']} is {obj['colour']} and at the {obj['position']}."
 
 
-def caption(objects: Sequence[dict[str, Any]]) -> str:
-    """The one fixed caption template, objects in SHAPES order."""
+def caption(objects: Sequence[dict[str, Any]], order: str = "shape") -> str:
+    """One sentence per object, in reading order (POSITIONS) or in SHAPES order."""
     if not objects:
         raise ValueError("a scene has at least one object")
-    phrases = [_phrase(o) for o in sorted(objects, key=lambda o: SHAPES.index(o["shape"]))]
-    body = phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
-    return f"There is {body}."
+    if order not in ("position", "shape"):
+        raise ValueError(f"caption order must be 'position' or 'shape', not {order!r}")
+    table, key = (POSITIONS, "position") if order == "position" else (SHAPES, "shape")
+    return " ".join(_sentence(o) for o in sorted(objects, key=lambda o: table.index(o[key])))
 
 
 def _existence_q(shape: str) -> str:
@@ -212,7 +215,7 @@ def corpus() -> list[str]:
 
     Meant for training a tokenizer: any caption is a concatenation of these pieces.
     """
-    texts = [_DESCRIBE, _COUNT_QUESTION, "There is", ",", " and", ".", "Yes.", "No.", "yes", "no"]
+    texts = [_DESCRIBE, _COUNT_QUESTION, "Yes.", "No.", "yes", "no"]
     for shape in SHAPES:
         texts += [_existence_q(shape), _colour_q(shape), _position_q(shape)]
     for colour in COLOURS:
@@ -224,8 +227,8 @@ def corpus() -> list[str]:
     for shape in SHAPES:
         for colour in COLOURS:
             for position in POSITIONS:
-                phrase = _phrase({"shape": shape, "colour": colour, "position": position})
-                texts += [phrase, f"There is {phrase}."]
+                sentence = _sentence({"shape": shape, "colour": colour, "position": position})
+                texts += [sentence, " " + sentence]
     return list(dict.fromkeys(texts))
 
 
@@ -293,7 +296,8 @@ def _image_rows(rng: np.random.Generator, image_id: str, split: str, objects: li
                 config: ShapesConfig, stats: dict | None) -> list[dict[str, Any]]:
     present = [o["shape"] for o in objects]
     absent = [s for s in SHAPES if s not in present]
-    rows = [_row(image_id, split, "caption", _DESCRIBE, caption(objects), caption(objects), objects, "caption")]
+    text = caption(objects, config.caption_order)
+    rows = [_row(image_id, split, "caption", _DESCRIBE, text, text, objects, "caption")]
     if split == "train":
         kinds = rng.choice(len(_TRAIN_QUESTIONS), size=config.questions_per_image, replace=False)
         for kind in (_TRAIN_QUESTIONS[k] for k in sorted(kinds)):

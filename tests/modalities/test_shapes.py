@@ -142,13 +142,17 @@ def test_caption_template_and_order():
     def obj(shape, colour, position):
         return {"shape": shape, "colour": colour, "position": position, "cx": 0, "cy": 0, "size": 10}
 
-    assert caption([obj("circle", "red", "top left")]) == "There is a red circle at the top left."
+    assert caption([obj("circle", "red", "top left")]) == "At the top left there is a red circle."
     assert caption([obj("square", "blue", "bottom right"), obj("circle", "red", "top left")]) == (
-        "There is a red circle at the top left and a blue square at the bottom right.")
+        "At the top left there is a red circle. At the bottom right there is a blue square.")
     three = [obj("cross", "green", "top right"), obj("circle", "red", "top left"),
              obj("star", "yellow", "bottom left")]
-    assert caption(three) == ("There is a red circle at the top left, a yellow star at the bottom left "
-                              "and a green cross at the top right.")
+    assert caption(three, "shape") == ("At the top left there is a red circle. At the bottom left there is a "
+                                       "yellow star. At the top right there is a green cross.")
+    assert caption(three) == ("At the top left there is a red circle. At the top right there is a green cross. "
+                              "At the bottom left there is a yellow star.")  # reading order by default
+    with pytest.raises(ValueError, match="caption order"):
+        caption(three, "colour")
 
 
 def test_row_schema_and_answers(small_world):

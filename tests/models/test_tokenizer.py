@@ -10,7 +10,7 @@ from zoo.models.tokenizer import train_tokenizer
 
 def test_tokenizer_round_trips_world_text_and_renders_media(tmp_path):
     tok = train_tokenizer(corpus(), vocab_size=300)
-    text = "There is a red circle at the top left and a blue square at the bottom right."
+    text = "The circle is red and at the top left. The square is blue and at the bottom right."
     ids = tok(text, add_special_tokens=False)["input_ids"]
     assert tok.decode(ids) == text
     assert len(ids) < len(text) / 2  # BPE merged the world's words
