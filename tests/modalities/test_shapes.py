@@ -142,15 +142,16 @@ def test_caption_template_and_order():
     def obj(shape, colour, position):
         return {"shape": shape, "colour": colour, "position": position, "cx": 0, "cy": 0, "size": 10}
 
-    assert caption([obj("circle", "red", "top left")]) == "At the top left there is a red circle."
+    assert caption([obj("circle", "red", "top left")]) == "The circle is red and at the top left."
     assert caption([obj("square", "blue", "bottom right"), obj("circle", "red", "top left")]) == (
-        "At the top left there is a red circle. At the bottom right there is a blue square.")
+        "The circle is red and at the top left. The square is blue and at the bottom right.")
     three = [obj("cross", "green", "top right"), obj("circle", "red", "top left"),
              obj("star", "yellow", "bottom left")]
-    assert caption(three, "shape") == ("At the top left there is a red circle. At the bottom left there is a "
-                                       "yellow star. At the top right there is a green cross.")
-    assert caption(three) == ("At the top left there is a red circle. At the top right there is a green cross. "
-                              "At the bottom left there is a yellow star.")  # reading order by default
+    assert caption(three, "shape") == ("The circle is red and at the top left. The star is yellow and at the "
+                                       "bottom left. The cross is green and at the top right.")
+    assert caption(three, "position") == ("The circle is red and at the top left. The cross is green and at the "
+                                          "top right. The star is yellow and at the bottom left.")
+    assert caption(three) == caption(three, "shape")  # shape order by default: partners follow anchors
     with pytest.raises(ValueError, match="caption order"):
         caption(three, "colour")
 
