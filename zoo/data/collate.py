@@ -1,0 +1,207 @@
+"""Turn schema rows into model batches, for any backbone's processor.
+
+`ExampleEncoder` encodes one row (chat template → processor with its media → response tokens
+appended) and raises `DataError` naming the example and the field on bad input. `pad_batch`
+stacks encoded examples into a batch.
+
+Processor outputs are sorted by shape: a tensor with one value per prompt token (``token_type_ids``,
+``mm_token_type_ids`` …) is a *token* input — extended over the response and padded with 0; every
+other tensor (``pixel_values``, ``image_grid_thw`` …) is a *media* input — concatenated over the
+batch. Nothing the processor returns is dropped, so side inputs always reach the model.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from modalities import MediaError
+from modalities.image import load_image
+from zoo.data.schema import DataError, media_items, response_text, validate_row
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class Encoded:
+    """One encoded example: 1-D token tensors plus media tensors."""
+
+    index: Any
+    input_ids: torch.Tensor  # [T]
+    labels: torch.Tensor  # [T], IGNORE_INDEX outside the response
+    token_inputs: dict[str, torch.Tensor] = field(default_factory=dict)  # [T] each
+    media_inputs: dict[str, torch.Tensor] = field(default_factory=dict)
+    prompt_length: int = 0
+
+
+def media_token_ids(processor) -> set[int]:
+    """Token ids that stand for media in expanded sequences (composed or HF processor)."""
+    for attr in ("media_token_ids", "image_token_ids"):  # ours; Gemma3-style processors list theirs
+        ids = getattr(processor, attr, None)
+        if ids:
+            return {int(i) for i in ids}
+    found = set()
+    for name in ("image_token_id", "video_token_id", "audio_token_id"):
+        value = getattr(processor, name, None)
+        if isinstance(value, int):
+            found.add(value)
+    return found
+
+
+class ExampleEncoder:
+    """Encodes rows for one processor.
+
+    ``response_field`` selects the response (``completion`` for SFT, ``chosen``/``rejected`` for
+    pairs); None encodes the prompt alone, ready for generation.
+    """
+
+    def __init__(self, processor, max_length: int | None = None, media_root: str | Path | None = None):
+        self.processor = processor
+        self.tokenizer = getattr(processor, "tokenizer", processor)
+        self.max_length = max_length
+        self.media_root = media_root
+        self.media_ids = media_token_ids(processor)
+        self._media_id_tensor = torch.tensor(sorted(self.media_ids), dtype=torch.long)
+        # Rows that name the same media files (a caption and questions about one image) share one
+        # processed tensor in memory instead of a copy each.
+        self._shared_media: dict[tuple, dict[str, torch.Tensor]] = {}
+
+    def load_images(self, row: dict, index: Any) -> list:
+        images = []
+        for i, item in enumerate(media_items(row, "image")):
+            try:
+                images.append(load_image(item, self.media_root))
+            except MediaError as e:
+                raise DataError(index, f"images[{i}]", str(e)) from None
+        return images
+
+    def encode_prompt(self, row: dict, index: Any) -> tuple[torch.Tensor, dict, dict]:
+        text = self.processor.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=False)
+        images = self.load_images(row, index)
+        kwargs = {"images": images} if images else {}
+        try:
+            out = self.processor(text=[text], return_tensors="pt", add_special_tokens=False, **kwargs)
+        except (ValueError, RuntimeError) as e:  # e.g. the processor finds a placeholder/feature mismatch
+            raise DataError(index, "prompt", f"the processor rejected the example: {e}") from None
+        input_ids = out["input_ids"][0]
+        token, media = {}, {}
+        for key, value in out.items():
+            if key in ("input_ids", "attention_mask") or not isinstance(value, torch.Tensor):
+                continue
+            if value.ndim == 2 and value.shape == out["input_ids"].shape:
+                token[key] = value[0]
+            else:
+                media[key] = value
+        return input_ids, token, media
+
+    def encode(self, row: dict, index: Any, response_field: str | None = "completion") -> Encoded:
+        validate_row(row, index, (response_field,) if response_field else ())
+        prompt_ids, token, media = self.encode_prompt(row, index)
+        items = media_items(row, "image")
+        if items and all(isinstance(i, str) for i in items):
+            media = self._shared_media.setdefault(tuple(items), media)
+        n_prompt = len(prompt_ids)
+        if response_field is None:
+            response_ids = torch.zeros(0, dtype=torch.long)
+        else:
+            text = response_text(row[response_field], index, response_field)
+            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
+            response_ids = torch.tensor(ids, dtype=torch.long)
+        if self.max_length is not None and n_prompt >= self.max_length:
+            cut = prompt_ids[self.max_length :]
+            n_media = int(torch.isin(cut, self._media_id_tensor).sum()) if len(self.media_ids) else 0
+            what = f"would cut {n_media} media tokens" if n_media else "would leave no room for the response"
+            raise DataError(
+                index, "prompt", f"the prompt is {n_prompt} tokens but max_length is {self.max_length}: truncation {what}"
+            )
+        if self.max_length is not None:
+            response_ids = response_ids[: self.max_length - n_prompt]  # truncate the response only
+        input_ids = torch.cat([prompt_ids, response_ids])
+        labels = torch.cat([torch.full((n_prompt,), IGNORE_INDEX), response_ids])
+        token = {k: torch.cat([v, v.new_zeros(len(response_ids))]) for k, v in token.items()}
+        return Encoded(index, input_ids, labels, token, media, n_prompt)
+
+
+def pad_batch(examples: list[Encoded], pad_token_id: int, padding_side: str = "right") -> dict[str, Any]:
+    """Pad encoded examples into a batch dict (see `zoo.models.policy` for the keys)."""
+    if not examples:
+        raise ValueError("cannot collate an empty batch")
+    length = max(len(e.input_ids) for e in examples)
+
+    def pad(t: torch.Tensor, value) -> torch.Tensor:
+        fill = t.new_full((length - len(t),), value)
+        return torch.cat([t, fill] if padding_side == "right" else [fill, t])
+
+    batch: dict[str, Any] = {
+        "input_ids": torch.stack([pad(e.input_ids, pad_token_id) for e in examples]),
+        "attention_mask": torch.stack([pad(torch.ones_like(e.input_ids), 0) for e in examples]),
+        "labels": torch.stack([pad(e.labels, IGNORE_INDEX) for e in examples]),
+        "example_index": [e.index for e in examples],
+    }
+    for key in sorted({k for e in examples for k in e.token_inputs}):
+        batch[key] = torch.stack(
+            [pad(e.token_inputs.get(key, torch.zeros_like(e.input_ids)), 0) for e in examples]
+        )
+    for key in sorted({k for e in examples for k in e.media_inputs}):
+        batch[key] = torch.cat([e.media_inputs[key] for e in examples if key in e.media_inputs])
+    return batch
+
+
+@dataclass
+class SkipReport:
+    """What `encode_rows` skipped, by reason, when the user asked to skip bad input."""
+
+    skipped: Counter = field(default_factory=Counter)
+    examples: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return sum(self.skipped.values())
+
+    def summary(self) -> str:
+        if not self.total:
+            return "no example skipped"
+        reasons = "; ".join(f"{n}× {r}" for r, n in self.skipped.most_common())
+        return f"skipped {self.total} bad example(s): {reasons}"
+
+
+def encode_rows(
+    rows, encoder: ExampleEncoder, response_field: str | None = "completion", skip_bad: bool = False, progress=None
+) -> tuple[list[Encoded], SkipReport]:
+    """Encode every row once. Bad rows raise DataError, or are skipped and counted with ``skip_bad``."""
+    encoded, report = [], SkipReport()
+    for i, row in enumerate(rows):
+        index = row.get("example_index", i) if isinstance(row, dict) else i
+        try:
+            encoded.append(encoder.encode(row, index, response_field))
+        except DataError as e:
+            if not skip_bad:
+                raise
+            report.skipped[f"{e.field.split('[')[0]}: {_reason_kind(e.reason)}"] += 1
+            if len(report.examples) < 10:
+                report.examples.append(str(e))
+        if progress is not None:
+            progress()
+    return encoded, report
+
+
+def _reason_kind(reason: str) -> str:
+    for kind in ("not found", "unreadable", "placeholder", "truncation", "empty", "identical", "missing"):
+        if kind in reason:
+            return kind
+    return reason[:60]
+
+
+class Collator:
+    """DataLoader ``collate_fn`` over already-encoded examples."""
+
+    def __init__(self, pad_token_id: int, padding_side: str = "right"):
+        self.pad_token_id = pad_token_id
+        self.padding_side = padding_side
+
+    def __call__(self, examples: list[Encoded]) -> dict[str, Any]:
+        return pad_batch(examples, self.pad_token_id, self.padding_side)
