@@ -14,7 +14,7 @@ from rich.progress import Progress
 
 from modalities.synthetic.shapes import caption_objects_metrics, parse_yes_no
 from zoo.data.collate import ExampleEncoder, pad_batch
-from zoo.train.data import read_rows
+from zoo.data.formats import read_rows
 
 
 def generate_replies(policy, rows: list[dict], media_root, batch_size: int = 64, max_new_tokens: int = 48,

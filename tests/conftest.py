@@ -53,6 +53,6 @@ def tiny_policy():
 
 @pytest.fixture(scope="session")
 def tiny_rows(tiny_world):
-    from zoo.train.data import read_rows
+    from zoo.data.formats import read_rows
 
     return read_rows(tiny_world, "test")

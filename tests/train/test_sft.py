@@ -70,7 +70,7 @@ def test_sft_run_folder_and_resume(tmp_path):
 def _bad_dataset(tmp_path, tiny_world):
     import shutil
 
-    from zoo.train.data import read_rows
+    from zoo.data.formats import read_rows
 
     data = tmp_path / "bad"
     shutil.copytree(tiny_world, data)

@@ -8,7 +8,6 @@ the policy's processor with `attach`.
 from __future__ import annotations
 
 import importlib
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -18,25 +17,9 @@ from rich.progress import Progress
 from torch.utils.data import DataLoader
 
 from zoo.data.collate import Collator, ExampleEncoder, SkipReport, encode_rows
+from zoo.data.formats import read_rows
 
 log = logging.getLogger(__name__)
-
-
-def read_rows(path: str | Path, split: str) -> list[dict]:
-    """Rows of one split from a folder holding ``{split}.jsonl`` / ``{split}.parquet`` or a saved DatasetDict."""
-    path = Path(path)
-    jsonl = path / f"{split}.jsonl"
-    if jsonl.exists():
-        with jsonl.open() as f:
-            return [json.loads(line) for line in f if line.strip()]
-    import datasets
-
-    parquet = path / f"{split}.parquet"
-    if parquet.exists():
-        return datasets.Dataset.from_parquet(str(parquet)).to_list()
-    if (path / "dataset_dict.json").exists():
-        return datasets.load_from_disk(str(path))[split].to_list()
-    raise FileNotFoundError(f"no split '{split}' under {path} (expected {split}.jsonl, {split}.parquet or a saved DatasetDict)")
 
 
 def ensure_world(world: str, path: str | Path, config: dict | None = None) -> Path:
