@@ -12,9 +12,7 @@ from typing import Any
 import torch
 from rich.progress import Progress
 
-from modalities.synthetic.shapes import caption_objects_metrics, parse_yes_no
 from zoo.data.collate import ExampleEncoder, pad_batch
-from zoo.data.formats import read_rows
 
 
 def generate_replies(policy, rows: list[dict], media_root, batch_size: int = 64, max_new_tokens: int = 48,
@@ -40,29 +38,33 @@ def generate_replies(policy, rows: list[dict], media_root, batch_size: int = 64,
 
 
 def evaluate_captions(policy, world_dir: str | Path, split: str = "test", limit: int | None = None, **kw) -> dict[str, Any]:
-    rows = [r for r in read_rows(world_dir, split) if r["task"] == "caption"][:limit]
-    replies = generate_replies(policy, rows, world_dir, **kw)
-    samples = [{"id": r["id"], "reply": t, "answer": r["answer"]} for r, t in zip(rows, replies)]
-    return {"metrics": caption_objects_metrics(replies, rows), "samples": samples}
+    """CHAIR-style caption metrics of one split: a thin wrapper over ``benchmarks.hallucination.CHAIRTask``."""
+    from benchmarks.hallucination import CHAIRTask
+
+    task = CHAIRTask(world=world_dir, split=split)
+    items = task.items(limit)
+    kw.setdefault("max_new_tokens", task.max_new_tokens)
+    replies = generate_replies(policy, items, task.media_root, **kw)
+    metrics = task.score(items, replies)
+    metrics["n_captions"] = metrics["n"]  # the older key
+    samples = [{"id": it["id"], "reply": t, "answer": it["reference"]["answer"]} for it, t in zip(items, replies)]
+    return {"metrics": metrics, "samples": samples}
 
 
 def evaluate_pope(policy, world_dir: str | Path, split: str = "test", limit: int | None = None, **kw) -> dict[str, Any]:
-    """Existence questions per POPE kind: accuracy, F1 (yes = positive), yes-ratio, unparseable count."""
-    rows = [r for r in read_rows(world_dir, split) if r["task"] == "existence" and r.get("pope")][:limit]
-    replies = generate_replies(policy, rows, world_dir, max_new_tokens=8, **kw)
-    metrics = {}
-    for kind in sorted({r["pope"] for r in rows}):
-        pairs = [(parse_yes_no(t), r["answer"]) for r, t in zip(rows, replies) if r["pope"] == kind]
-        tp = sum(p == "yes" and a == "yes" for p, a in pairs)
-        fp = sum(p == "yes" and a == "no" for p, a in pairs)
-        fn = sum(p != "yes" and a == "yes" for p, a in pairs)
-        precision = tp / (tp + fp) if tp + fp else 0.0
-        recall = tp / (tp + fn) if tp + fn else 0.0
-        metrics[kind] = {
-            "accuracy": sum(p == a for p, a in pairs) / len(pairs),
-            "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
-            "yes_ratio": sum(p == "yes" for p, _ in pairs) / len(pairs),
-            "unparseable": sum(p is None for p, _ in pairs),
-        }
-    samples = [{"id": r["id"], "reply": t, "answer": r["answer"]} for r, t in zip(rows, replies)]
-    return {"metrics": metrics, "samples": samples}
+    """Existence questions per POPE kind (accuracy, precision, recall, F1 with yes = positive, yes-ratio,
+    unparseable count, n): a thin wrapper over the ``pope_*`` tasks; ``limit`` applies per kind."""
+    from benchmarks.hallucination import POPE_TASKS
+
+    tasks = [cls(world=world_dir, split=split) for cls in POPE_TASKS]
+    per_kind = [(task, task.items(limit)) for task in tasks]
+    rows = [it for _, items in per_kind for it in items]
+    kw.setdefault("max_new_tokens", 8)
+    replies = generate_replies(policy, rows, world_dir, **kw) if rows else []
+    metrics, start = {}, 0
+    for task, items in per_kind:
+        if items:
+            metrics[task.kind] = task.score(items, replies[start : start + len(items)])
+        start += len(items)
+    samples = [{"id": it["id"], "reply": t, "answer": it["reference"]["label"]} for it, t in zip(rows, replies)]
+    return {"metrics": dict(sorted(metrics.items())), "samples": samples}

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+from pathlib import Path
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -33,6 +35,85 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def default_world() -> Path:
+    """``$ZOO_DATA/shapes-0`` (or ``data/shapes-0``), the default world of the shapes recipes."""
+    return Path(os.environ.get("ZOO_DATA", "data")) / "shapes-0"
+
+
+def generate_default_world(path: Path) -> Path:
+    """Generate the shapes world with the config of the shapes data recipe (the world `zoo train` uses)."""
+    from importlib.resources import files
+
+    import yaml
+
+    from zoo.train.data import ensure_world
+
+    recipe = yaml.safe_load(files("recipes").joinpath("data", "shapes.yaml").read_text())
+    return ensure_world("shapes", path, dict(recipe.get("world_config") or {}))
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from benchmarks.results import compare_table, run_suite, write_results
+
+    model_path = Path(args.model)
+    if not model_path.exists():
+        print(
+            f"zoo eval: model folder '{args.model}' does not exist. Pass a local model folder (e.g. runs/sft/model); "
+            "zoo names and hub repos are not resolved yet.",
+            file=sys.stderr,
+        )
+        return 2
+    world = Path(args.world) if args.world else default_world()
+    if not (world / "world.json").exists():
+        print(f"generating the shapes world in {world} …", file=sys.stderr)
+        generate_default_world(world)
+
+    from zoo.models import load_policy
+
+    policy = load_policy(model_path)
+    if args.device:
+        policy = policy.to(args.device)
+    results, samples = run_suite(
+        policy, args.suite, model_name=args.name or str(args.model), revision=args.revision, limit=args.limit,
+        seed=args.seed, source={"world": str(world)}, batch_size=args.batch_size, return_samples=True,
+    )
+    path = write_results(results, samples, args.output)
+    from rich.console import Console
+
+    Console().print(compare_table([results]))
+    print(f"results written to {path}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from benchmarks.results import compare_markdown, compare_table, load_results
+
+    try:
+        results = [load_results(p) for p in args.results]
+    except (FileNotFoundError, ValueError) as e:
+        print(f"zoo compare: {e}", file=sys.stderr)
+        return 2
+    if args.markdown:
+        print(compare_markdown(results), end="")
+    else:
+        from rich.console import Console
+
+        Console().print(compare_table(results))
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from benchmarks.plots import plot_run
+
+    try:
+        path = plot_run(args.run_dir, args.output)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"zoo plot: {e}", file=sys.stderr)
+        return 2
+    print(f"curves written to {path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="zoo", description="Align multimodal models with preferences.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -51,6 +132,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output-dir", default="runs/demo")
     p.add_argument("overrides", nargs="*", help="Hydra overrides for the training run")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("eval", help="run a benchmark suite: zoo eval MODEL_DIR --suite NAME --output results.json")
+    p.add_argument("model", help="a local model folder (e.g. runs/sft/model)")
+    p.add_argument("--suite", required=True, help="a suite name in benchmarks.suites.SUITES")
+    p.add_argument("--limit", type=int, default=None, help="at most N items per task")
+    p.add_argument("--world", default=None, help="shapes world folder (default $ZOO_DATA/shapes-0 or data/shapes-0)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--name", default=None, help="model name recorded in the results (default: the MODEL argument)")
+    p.add_argument("--revision", default=None, help="model revision recorded in the results")
+    p.add_argument("--device", default=None, help="e.g. cuda; default: where the model loads")
+    p.add_argument("--output", default="results.json", help="results JSON (samples go to <stem>.samples.jsonl)")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("compare", help="compare results files: zoo compare A.json B.json [--markdown]")
+    p.add_argument("results", nargs="+", help="results JSON files written by zoo eval")
+    p.add_argument("--markdown", action="store_true", help="print a Markdown table instead of a rich one")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("plot", help="training curves of a run folder: zoo plot RUN_DIR [--output PNG]")
+    p.add_argument("run_dir")
+    p.add_argument("--output", default=None, help="PNG path (default RUN_DIR/curves.png)")
+    p.set_defaults(func=cmd_plot)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -112,3 +112,12 @@ def test_sft_learns_the_world(tmp_path):
     result = evaluate_captions(policy, cfg.data.path, "test", progress=False)
     assert result["metrics"]["n_mentions"] > 0
     assert all(s["reply"].startswith("The ") for s in result["samples"])
+
+
+def test_eval_suite_during_training_is_logged(tmp_path):
+    over = tiny_overrides(tmp_path, **{"eval.suite": "smoke", "eval.every_n_steps": 2, "eval.limit": 2})
+    train(compose_config(over))
+    csv = (tmp_path / "run" / "logs" / "csv" / "version_0" / "metrics.csv").read_text().splitlines()
+    header = csv[0].split(",")
+    assert "eval/chair/chair_i" in header and "eval/pope_adversarial/accuracy" in header
+    assert (tmp_path / "run" / "eval_history.jsonl").read_text().count("\n") == 2  # steps 2 and 4

@@ -61,6 +61,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         LearningRateMonitor(logging_interval="step"),
         RichProgressBar(),
     ]
+    if cfg.get("eval") and cfg.eval.suite:
+        from zoo.train.callbacks import EvalCallback
+
+        source = {"world": str(cfg.data.path)} if cfg.data.get("world") else None
+        callbacks.append(EvalCallback(suite=cfg.eval.suite, every_n_steps=cfg.eval.every_n_steps,
+                                      limit=cfg.eval.limit, source=source))
     # a new version_N per attempt, so a resumed run keeps the logs of the attempts before it
     loggers = [CSVLogger(out / "logs", name="csv"), TensorBoardLogger(out / "logs", name="tensorboard")]
     trainer = instantiate(cfg.trainer, default_root_dir=str(out), callbacks=callbacks, logger=loggers)

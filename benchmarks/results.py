@@ -1,0 +1,261 @@
+"""Results files: run a suite on a model, write/read the results JSON, compare several of them.
+
+A results file is one JSON object::
+
+    {
+      "model": "runs/sft/model",          # what was evaluated (a folder, a zoo name, a hub id)
+      "revision": null,                   # its revision (a hub commit) when known
+      "suite": "hallucination",
+      "created": "2025-01-01T12:00:00Z",  # ISO-8601, UTC
+      "config": {"limit": null, "seed": 0, "batch_size": 64, "source": {"world": "data/shapes-0"}, ...},
+      "results": {"<task>": {<metric>: number | {<sub-metric>: number, ...}, ...}, ...}
+    }
+
+The per-sample outputs (replies with their references) go to a side file next to it,
+``<stem>.samples.jsonl``, one JSON line per sample with the task name added.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import tempfile
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+REQUIRED_KEYS = ("model", "revision", "suite", "created", "config", "results")
+MISSING = "—"
+
+
+def _seed(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    torch.manual_seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed)
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def _jsonable(value: Any) -> Any:
+    """Paths → str, tuples → lists, recursively (for the config block)."""
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def run_suite(
+    model,
+    suite: str,
+    model_name: str,
+    revision: str | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+    source: dict | None = None,
+    config: dict | None = None,
+    batch_size: int = 64,
+    progress: bool = True,
+    return_samples: bool = False,
+):
+    """Run every task of ``suite`` on ``model``; the results dict (and, if asked, the samples by task).
+
+    torch/random/numpy are seeded with ``seed`` before each task, so a task's metrics do not depend
+    on the tasks before it and two runs on the same model give identical ``results``.
+    """
+    import torch
+
+    from benchmarks.suites import build_suite
+
+    source = dict(source or {})
+    tasks = build_suite(suite, **source)
+    metrics: dict[str, Any] = {}
+    samples: dict[str, list[dict[str, Any]]] = {}
+    for task in tasks:
+        if task.name in metrics:
+            raise ValueError(f"suite '{suite}' holds task '{task.name}' twice; give the entries distinct names")
+        _seed(seed)
+        with torch.no_grad():
+            out = task.run(model, limit=limit, batch_size=batch_size, progress=progress)
+        metrics[task.name] = out["metrics"]
+        samples[task.name] = out["samples"]
+    results = {
+        "model": model_name,
+        "revision": revision,
+        "suite": suite,
+        "created": utc_now(),
+        "config": _jsonable({**(config or {}), "limit": limit, "seed": seed, "batch_size": batch_size, "source": source}),
+        "results": _jsonable(metrics),
+    }
+    return (results, samples) if return_samples else results
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def samples_path(path: str | Path) -> Path:
+    """The side file of a results file: ``<stem>.samples.jsonl`` in the same folder."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.samples.jsonl")
+
+
+def write_results(results: dict, samples_by_task: Mapping[str, Iterable[dict]] | None, path: str | Path) -> Path:
+    """Write ``results`` to ``path`` (sorted keys, indent 2) and the samples to the side file, atomically."""
+    path = Path(path)
+    missing = [k for k in REQUIRED_KEYS if k not in results]
+    if missing:
+        raise ValueError(f"results lack the required key '{missing[0]}'")
+    if samples_by_task is not None:
+        lines = [
+            json.dumps({**sample, "task": task}, sort_keys=True, ensure_ascii=False, default=str)
+            for task, samples in samples_by_task.items()
+            for sample in samples
+        ]
+        _atomic_write(samples_path(path), "".join(line + "\n" for line in lines))
+    _atomic_write(path, json.dumps(_jsonable(results), sort_keys=True, indent=2, ensure_ascii=False) + "\n")
+    return path
+
+
+def load_results(path: str | Path) -> dict:
+    """Read and validate a results file; a missing key is an error that names it."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"results file {path} does not exist") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not a results file: invalid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} is not a results file: expected a JSON object, found {type(data).__name__}")
+    for key in REQUIRED_KEYS:
+        if key not in data:
+            raise ValueError(f"{path} is not a valid results file: missing required key '{key}'")
+    if not isinstance(data["results"], dict):
+        raise ValueError(f"{path}: 'results' must be an object of task → metrics")
+    return data
+
+
+def load_samples(path: str | Path) -> list[dict]:
+    """The per-sample lines of a results file (from its side file)."""
+    return [json.loads(line) for line in samples_path(path).read_text(encoding="utf-8").splitlines() if line]
+
+
+# ---- comparing ----------------------------------------------------------------------------------
+
+
+def flatten_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested metric dicts → ``{"a/b": value}`` in their order."""
+    flat: dict[str, Any] = {}
+    for key, value in metrics.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten_metrics(value, name + "/"))
+        else:
+            flat[name] = value
+    return flat
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def format_value(value: Any) -> str:
+    if value is None:
+        return MISSING
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def _labels(results_list: list[dict]) -> list[str]:
+    labels = []
+    for r in results_list:
+        label = str(r.get("model"))
+        if r.get("revision"):
+            label += f"@{str(r['revision'])[:12]}"
+        labels.append(label)
+    # the same model twice (e.g. two seeds or suites): number them so the columns stay apart
+    for label in set(labels):
+        if labels.count(label) > 1:
+            n = 0
+            for i, other in enumerate(labels):
+                if other == label:
+                    n += 1
+                    labels[i] = f"{label} ({n})"
+    return labels
+
+
+def compare_rows(results_list: list[dict]) -> tuple[list[str], list[tuple[str, str, list[str]]]]:
+    """Column labels and rows ``(task, metric, [cell per file])``; tasks and metrics in first-seen order."""
+    flat = [{task: flatten_metrics(m) for task, m in r["results"].items()} for r in results_list]
+    keys: dict[tuple[str, str], None] = {}
+    for per_file in flat:
+        for task, metrics in per_file.items():
+            for metric in metrics:
+                keys[(task, metric)] = None
+    by_task: dict[str, list[str]] = {}
+    for task, metric in keys:
+        by_task.setdefault(task, []).append(metric)
+    rows = [
+        (task, metric, [format_value(f.get(task, {}).get(metric)) for f in flat])
+        for task, metrics in by_task.items()
+        for metric in metrics
+    ]
+    return _labels(results_list), rows
+
+
+def compare_table(results_list: list[dict]):
+    """A rich Table: rows task/metric, one column per results file (model, + revision)."""
+    from rich.table import Table
+
+    labels, rows = compare_rows(results_list)
+    suites = sorted({str(r.get("suite")) for r in results_list})
+    table = Table(title=f"suite: {', '.join(suites)}")
+    table.add_column("task", style="bold")
+    table.add_column("metric")
+    for label in labels:
+        table.add_column(label, justify="right")
+    previous = None
+    for task, metric, cells in rows:
+        table.add_row(task if task != previous else "", metric, *cells)
+        previous = task
+    return table
+
+
+def compare_markdown(results_list: list[dict]) -> str:
+    """The same comparison as a GitHub-flavoured Markdown table."""
+    labels, rows = compare_rows(results_list)
+
+    def esc(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    lines = [
+        "| task | metric | " + " | ".join(esc(label) for label in labels) + " |",
+        "|---|---|" + "---:|" * len(labels),
+    ]
+    lines += [f"| {esc(task)} | {esc(metric)} | " + " | ".join(cells) + " |" for task, metric, cells in rows]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,48 @@
+"""The benchmark Task interface: items in the zoo schema, batched greedy replies, a pure scorer.
+
+A task is data + scoring. ``items()`` yields rows in the one schema (``prompt`` messages,
+``images``) plus a ``reference`` dict with the ground truth the scorer needs; ``score(items,
+replies)`` is a pure function, so a test can score hand-made replies with known answers; ``run``
+generates the replies through the public Policy interface and returns ``{metrics, samples}``.
+Sources (the synthetic worlds, readers of public formats) only produce items; scoring never
+depends on where the items came from.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+from modalities.registry import Registry
+
+
+class Task(ABC):
+    """One benchmark task. Subclasses set ``name`` and implement ``items`` and ``score``."""
+
+    name: str = ""
+    max_new_tokens: int = 48
+
+    def __init__(self, media_root: str | Path | None = None):
+        self.media_root = media_root  # relative media paths in items resolve against it
+
+    @abstractmethod
+    def items(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Schema rows (``id``, ``prompt``, ``images``) each with a ``reference`` dict; first ``limit``."""
+
+    @abstractmethod
+    def score(self, items: list[dict[str, Any]], replies: list[str]) -> dict[str, Any]:
+        """Metrics of ``replies`` (one per item, same order). Pure: no model, no randomness."""
+
+    def run(self, model, limit: int | None = None, batch_size: int = 64, progress: bool = True) -> dict[str, Any]:
+        from benchmarks.shapes import generate_replies
+
+        items = self.items(limit)
+        replies = generate_replies(
+            model, items, self.media_root, batch_size=batch_size, max_new_tokens=self.max_new_tokens, progress=progress
+        )
+        samples = [{"id": it["id"], "reply": r, "reference": it["reference"]} for it, r in zip(items, replies)]
+        return {"metrics": self.score(items, replies), "samples": samples}
+
+
+TASKS: Registry[type[Task]] = Registry("benchmark task")
