@@ -16,7 +16,6 @@ from modalities.synthetic import (
     SHAPES,
     ShapesConfig,
     caption,
-    caption_objects_metrics,
     corpus,
     generate_world,
     load_world,
@@ -211,29 +210,6 @@ def test_mentioned_shapes_and_parse_yes_no():
     assert parse_yes_no("Yes, but not really") == "no"
     assert parse_yes_no("maybe") is None
     assert parse_yes_no("Nothing here, yesterday") is None
-
-
-def test_caption_objects_metrics_exact_numbers():
-    def row(shapes, absent=()):
-        objects = [{"shape": s, "colour": "red", "position": "top left", "cx": 0, "cy": 0, "size": 9} for s in shapes]
-        return {"objects": objects, "trigger_absent": list(absent)}
-
-    rows = [row(["circle"], ["square"]), row(["triangle", "star"]), row(["diamond", "star"], ["cross"])]
-    perfect = [caption(r["objects"]) for r in rows]
-    m = caption_objects_metrics(perfect, rows)
-    assert m["chair_i"] == 0 and m["chair_s"] == 0 and m["recall"] == 1
-    assert m["partner_hallucination"] == 0
-
-    preds = ["A circle and a square.", "A triangle and a star.", "A diamond."]
-    m = caption_objects_metrics(preds, rows)
-    assert m["chair_i"] == pytest.approx(1 / 5)  # square hallucinated among 5 mentions
-    assert m["chair_s"] == pytest.approx(1 / 3)
-    assert m["recall"] == pytest.approx(4 / 5)  # star of the last image missed
-    assert m["partner_hallucination"] == pytest.approx(1 / 2)
-    assert caption_objects_metrics(["A star."], [row(["star"])])["partner_hallucination"] is None
-
-
-# --- corpus and loading ---------------------------------------------------------------
 
 
 def _words(text: str) -> set[str]:
