@@ -19,6 +19,8 @@ SUITES: dict[str, list[tuple[str, dict[str, Any]]]] = {
     ],
     # A quick check during training: run each task with a small limit (e.g. task.run(model, limit=32)).
     "smoke": [("pope_adversarial", {}), ("chair", {})],
+    # what `zoo demo` reports: captions on both test splits and POPE (MMHal left out for time)
+    "demo": [("chair", {}), ("chair_trigger", {}), ("pope_random", {}), ("pope_popular", {}), ("pope_adversarial", {})],
 }
 
 

@@ -14,7 +14,11 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
+import torch
+from rich.progress import Progress
+
 from modalities.registry import Registry
+from zoo.data.collate import ExampleEncoder, pad_batch
 
 
 class Task(ABC):
@@ -35,8 +39,6 @@ class Task(ABC):
         """Metrics of ``replies`` (one per item, same order). Pure: no model, no randomness."""
 
     def run(self, model, limit: int | None = None, batch_size: int = 64, progress: bool = True) -> dict[str, Any]:
-        from benchmarks.shapes import generate_replies
-
         items = self.items(limit)
         replies = generate_replies(
             model, items, self.media_root, batch_size=batch_size, max_new_tokens=self.max_new_tokens, progress=progress
@@ -46,3 +48,26 @@ class Task(ABC):
 
 
 TASKS: Registry[type[Task]] = Registry("benchmark task")
+
+
+def generate_replies(policy, rows: list[dict], media_root, batch_size: int = 64, max_new_tokens: int = 48,
+                     progress: bool = True) -> list[str]:
+    """Greedy replies to each row's prompt, in row order."""
+    encoder = ExampleEncoder(policy.processor, media_root=media_root)
+    pad_id = policy.tokenizer.pad_token_id
+    device = next(policy.parameters()).device
+    replies: list[str] = []
+    was_training = policy.training
+    policy.eval()
+    with Progress(transient=True, disable=not progress) as bar:
+        task = bar.add_task("generating", total=len(rows))
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start : start + batch_size]
+            examples = [encoder.encode(r, r.get("example_index", start + i), None) for i, r in enumerate(chunk)]
+            batch = pad_batch(examples, pad_id, padding_side="left")
+            batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+            replies += policy.generate(batch, max_new_tokens=max_new_tokens).texts
+            bar.advance(task, len(chunk))
+    policy.train(was_training)
+    return replies
+

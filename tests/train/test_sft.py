@@ -100,7 +100,7 @@ def test_datamodule_bad_input_fails_or_is_skipped_and_counted(tmp_path, tiny_wor
 @pytest.mark.slow
 def test_sft_learns_the_world(tmp_path):
     """A small form of the demo: loss falls well below its start and captions name real shapes."""
-    from benchmarks.shapes import evaluate_captions
+    from benchmarks.hallucination import CHAIRTask
     from zoo.models import load_policy
 
     cfg = compose_config(tiny_overrides(tmp_path, steps=150, **{
@@ -109,7 +109,7 @@ def test_sft_learns_the_world(tmp_path):
     metrics = train(cfg)
     assert metrics["train/loss"] < 0.8  # from ≈ log(300) ≈ 5.7 at initialisation
     policy = load_policy(tmp_path / "run" / "model")
-    result = evaluate_captions(policy, cfg.data.path, "test", progress=False)
+    result = CHAIRTask(world=cfg.data.path).run(policy, progress=False)
     assert result["metrics"]["n_mentions"] > 0
     assert all(s["reply"].startswith("The ") for s in result["samples"])
 

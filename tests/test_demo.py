@@ -1,0 +1,18 @@
+"""`zoo demo` end to end on a shrunk config: world → SFT → the demo suite → results.json."""
+
+from __future__ import annotations
+
+from benchmarks.results import load_results
+from tests.train.test_sft import tiny_overrides
+from zoo.demo import run_demo
+
+
+def test_demo_runs_end_to_end(tmp_path, capsys):
+    overrides = [o for o in tiny_overrides(tmp_path, steps=2) if not o.startswith("output_dir=")]
+    results = run_demo(output_dir=str(tmp_path / "demo"), overrides=overrides)
+    saved = load_results(tmp_path / "demo" / "results.json")
+    assert saved["results"] == results["results"]
+    assert set(saved["results"]) == {"chair", "chair_trigger", "pope_random", "pope_popular", "pope_adversarial"}
+    assert saved["results"]["chair_trigger"]["n"] == 4  # the shrunk world's trigger split
+    assert (tmp_path / "demo" / "results.samples.jsonl").exists()
+    assert "partner hallucination" in capsys.readouterr().out
