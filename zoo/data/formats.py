@@ -1,12 +1,22 @@
-"""Reading data into the one schema: local files (JSONL, Parquet, saved DatasetDicts).
-
-Adapters for public preference formats (RLAIF-V, VLFeedback, POVID, align-anything) join here.
+"""Reading data into the one schema: local files (JSONL, Parquet, saved DatasetDicts), and adapters
+for public preference formats (RLAIF-V, VLFeedback, POVID, align-anything): `FORMATS`, `convert`,
+`load_format`.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import logging
+from collections import Counter
+from functools import partial
 from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from modalities.registry import Registry
+from zoo.data.schema import DataError, validate_row
+
+logger = logging.getLogger(__name__)
 
 
 def read_rows(path: str | Path, split: str) -> list[dict]:
@@ -24,3 +34,379 @@ def read_rows(path: str | Path, split: str) -> list[dict]:
     if (path / "dataset_dict.json").exists():
         return datasets.load_from_disk(str(path))[split].to_list()
     raise FileNotFoundError(f"no split '{split}' under {path} (expected {split}.jsonl, {split}.parquet or a saved DatasetDict)")
+
+
+# ---------------------------------------------------------------------------------------------
+# Adapters for public preference datasets.
+#
+# Each adapter is ``fn(row, index=None, **options) -> row`` turning one source record into the one
+# schema (see `zoo.data.schema`): ``prompt`` (user message with ``{"type": "image"}`` placeholders),
+# ``chosen`` / ``rejected`` (one assistant message each) or ``responses`` / ``scores`` (ranked),
+# ``images`` (paths / bytes / ``{"bytes", "path"}`` dicts in placeholder order) and ``meta``
+# (provenance). Bad input raises `DataError` naming the example and the source field; a record
+# that is well-formed but carries no preference (a rating tie) raises `SkipExample`, which
+# `convert` counts instead of failing.
+# ---------------------------------------------------------------------------------------------
+
+
+IMAGE_TOKEN = "<image>"
+FORMATS: Registry[Callable[..., dict]] = Registry("data format")
+
+
+class SkipExample(Exception):
+    """A well-formed record that yields no training example (e.g. a rating tie); `convert` counts it."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(reason)
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _field(row: dict, key: str, index: Any) -> Any:
+    if not isinstance(row, dict):
+        raise DataError(index, key, f"expected a record (dict), got {type(row).__name__}")
+    value = row.get(key)
+    if _missing(value):
+        raise DataError(index, key, "missing" if value is None or key not in row else "empty")
+    return value
+
+
+def _text(row: dict, key: str, index: Any) -> str:
+    value = _field(row, key, index)
+    if not isinstance(value, str):
+        raise DataError(index, key, f"expected a string, got {type(value).__name__}")
+    return value.strip()
+
+
+def _image(row: dict, index: Any, keys: tuple[str, ...] = ("image", "image_path")) -> tuple[Any, str]:
+    """The record's one image as a schema media item, from the first of ``keys`` that holds one.
+
+    HF ``Image`` dicts keep their bytes (``{"bytes", "path"}``) or collapse to the path; PIL images
+    become PNG bytes; strings stay paths. Returns the item and the field it came from.
+    """
+    for key in keys:
+        value = row.get(key) if isinstance(row, dict) else None
+        if _missing(value):
+            continue
+        if isinstance(value, dict):
+            if value.get("bytes") is not None:
+                return {"bytes": value["bytes"], "path": value.get("path")}, key
+            if not _missing(value.get("path")):
+                return value["path"], key
+            continue
+        if isinstance(value, (bytes, bytearray)):
+            return bytes(value), key
+        if isinstance(value, (str, Path)):
+            return str(value), key
+        if hasattr(value, "save"):  # a PIL image (the decoded HF Image feature)
+            buf = io.BytesIO()
+            value.save(buf, format="PNG")
+            return {"bytes": buf.getvalue(), "path": getattr(value, "filename", None) or None}, key
+        raise DataError(index, key, f"cannot read an image from a {type(value).__name__}")
+    raise DataError(index, keys[0], "no image (" + " / ".join(keys) + " missing)")
+
+
+def _user_prompt(text: str, n_images: int, index: Any, field: str) -> list[dict]:
+    """One user message: ``<image>`` tokens become placeholders where they stand (at the start if absent)."""
+    pieces = text.split(IMAGE_TOKEN)
+    n_tokens = len(pieces) - 1
+    if n_tokens == 0:
+        pieces = [""] * n_images + [text]
+    elif n_tokens != n_images:
+        raise DataError(index, field, f"the text has {n_tokens} '{IMAGE_TOKEN}' token(s) but {n_images} image(s) are given")
+    content: list[dict] = []
+    for i, piece in enumerate(pieces):
+        if i:
+            content.append({"type": "image"})
+        piece = piece.strip()
+        if piece:
+            content.append({"type": "text", "text": piece})
+    if not any(p["type"] == "text" for p in content):
+        raise DataError(index, field, "the prompt has no text")
+    return [{"role": "user", "content": content}]
+
+
+def _assistant(text: str) -> list[dict]:
+    return [{"role": "assistant", "content": [{"type": "text", "text": text}]}]
+
+
+def _pair(prompt: list[dict], images: list, chosen: str, rejected: str, index: Any, meta: dict, fields=("chosen", "rejected")) -> dict:
+    if chosen == rejected:
+        raise DataError(index, fields[1], f"identical to '{fields[0]}': the pair carries no preference")
+    return {"prompt": prompt, "chosen": _assistant(chosen), "rejected": _assistant(rejected), "images": images, "meta": meta}
+
+
+@FORMATS.register("rlaif_v")
+def rlaif_v(row: dict, index: Any = None) -> dict:
+    """RLAIF-V-Dataset (openbmb/RLAIF-V-Dataset; Yu et al., "RLAIF-V", arXiv:2405.17220).
+
+    Source fields: ``image`` (HF Image), ``question``, ``chosen``, ``rejected``, and provenance
+    ``ds_name``, ``origin_dataset``, ``origin_split``, ``idx``, ``image_path`` (kept in ``meta``).
+    The image comes from ``image``, else from ``image_path``.
+    """
+    question = _text(row, "question", index)
+    chosen, rejected = _text(row, "chosen", index), _text(row, "rejected", index)
+    image, _ = _image(row, index)
+    meta = {"source": "rlaif_v"}
+    meta.update({k: row.get(k) for k in ("ds_name", "origin_dataset", "origin_split", "idx", "image_path")})
+    return _pair(_user_prompt(question, 1, index, "question"), [image], chosen, rejected, index, meta)
+
+
+VLFEEDBACK_ASPECTS = ("Helpfulness", "Ethical Considerations", "Visual Faithfulness")
+
+
+def _vlfeedback_scored(row: dict, index: Any, aspects: tuple[str, ...]) -> list[tuple[float, str, Any, int]]:
+    """(average rating, response, model, position) of every completion rated on all ``aspects``."""
+    completions = _field(row, "completions", index)
+    if not isinstance(completions, list):
+        raise DataError(index, "completions", f"expected a list, got {type(completions).__name__}")
+    scored = []
+    for c, completion in enumerate(completions):
+        where = f"completions[{c}]"
+        if not isinstance(completion, dict):
+            raise DataError(index, where, f"expected a dict, got {type(completion).__name__}")
+        response = completion.get("response")
+        if _missing(response) or not isinstance(response, str):
+            raise DataError(index, f"{where}.response", "missing" if response is None else "empty or not a string")
+        annotations = completion.get("annotations")
+        if not isinstance(annotations, dict):
+            raise DataError(index, f"{where}.annotations", "missing")
+        ratings = []
+        for aspect in aspects:
+            rating = annotations.get(aspect)
+            rating = rating.get("Rating") if isinstance(rating, dict) else rating
+            try:
+                ratings.append(float(rating))
+            except (TypeError, ValueError):
+                ratings = None  # unrated on this aspect (missing / "N/A"): left out of the comparison
+                break
+        if ratings is not None:
+            scored.append((sum(ratings) / len(ratings), response.strip(), completion.get("model"), c))
+    return scored
+
+
+@FORMATS.register("vlfeedback")
+def vlfeedback(row: dict, index: Any = None, aspects: Iterable[str] = VLFEEDBACK_ASPECTS, ranked: bool = False) -> dict:
+    """VLFeedback (MMInstruction/VLFeedback; Li et al., "Silkie", arXiv:2312.10665).
+
+    Source fields: ``id``, ``prompt``, ``models``, ``completions`` (each ``{"annotations": {aspect:
+    {"Rating": "4", "Rationale": …}}, "model", "response"}``) and ``image`` / ``image_path``.
+    A completion's score is its average rating over ``aspects`` (default: all three, as Silkie);
+    completions not rated on every aspect are left out. Pair: chosen = the highest average,
+    rejected = the lowest (first in order among equals); all scores equal → `SkipExample`.
+    ``ranked=True`` returns ``responses`` + ``scores`` (source order) instead of a pair.
+    """
+    aspects = tuple(aspects)
+    if not aspects:
+        raise ValueError("vlfeedback: at least one rating aspect is needed")
+    prompt_text = _text(row, "prompt", index)
+    image, _ = _image(row, index)
+    scored = _vlfeedback_scored(row, index, aspects)
+    if len(scored) < 2:
+        raise SkipExample("fewer than 2 rated completions")
+    if len({s for s, *_ in scored}) == 1:
+        raise SkipExample("tie: all completions have the same average rating")
+    prompt = _user_prompt(prompt_text, 1, index, "prompt")
+    meta = {"source": "vlfeedback", "id": row.get("id"), "aspects": list(aspects)}
+    if ranked:
+        meta["models"] = [m for _, _, m, _ in scored]
+        return {
+            "prompt": prompt,
+            "responses": [_assistant(r) for _, r, _, _ in scored],
+            "scores": [s for s, *_ in scored],
+            "images": [image],
+            "meta": meta,
+        }
+    best = max(scored, key=lambda s: s[0])  # max/min keep the first of equals
+    worst = min(scored, key=lambda s: s[0])
+    meta.update(chosen_model=best[2], rejected_model=worst[2], chosen_score=best[0], rejected_score=worst[0])
+    fields = (f"completions[{best[3]}].response", f"completions[{worst[3]}].response")
+    return _pair(prompt, [image], best[1], worst[1], index, meta, fields)
+
+
+FORMATS.register("vlfeedback_ranked", partial(vlfeedback, ranked=True))
+
+
+@FORMATS.register("povid")
+def povid(row: dict, index: Any = None) -> dict:
+    """POVID preference data (YiyangZhou/POVID_preference_data_for_VLLMs; Zhou et al., "Aligning
+    Modalities in Vision Large Language Models via Preference Fine-tuning", arXiv:2402.11411).
+
+    Source fields: ``id``, ``image`` (a COCO file name, resolved against ``media_root``),
+    ``conversations`` (``{"from": "human"|"gpt", "value"}`` turns) and ``rejected``. The last gpt
+    turn is chosen; earlier turns form the prompt, with ``<image>`` turned into a placeholder where
+    it stands (at the start of the first human turn if absent).
+    """
+    turns = _field(row, "conversations", index)
+    if not isinstance(turns, list) or not turns:
+        raise DataError(index, "conversations", "expected a non-empty list of turns")
+    rejected = _text(row, "rejected", index)
+    image, _ = _image(row, index, ("image",))
+    for t, turn in enumerate(turns):
+        if not isinstance(turn, dict) or turn.get("from") not in ("human", "gpt") or not isinstance(turn.get("value"), str):
+            raise DataError(index, f"conversations[{t}]", "each turn needs 'from' (human/gpt) and a string 'value'")
+    if turns[-1]["from"] != "gpt" or len(turns) < 2:
+        raise DataError(index, "conversations", "expected human turn(s) followed by a final gpt turn (the chosen)")
+    chosen = turns[-1]["value"].strip()
+    if not chosen:
+        raise DataError(index, f"conversations[{len(turns) - 1}].value", "empty")
+    n_tokens = sum(t["value"].count(IMAGE_TOKEN) for t in turns[:-1])
+    if n_tokens > 1:
+        raise DataError(index, "conversations", f"{n_tokens} '{IMAGE_TOKEN}' tokens but one image")
+    prompt = []
+    for t, turn in enumerate(turns[:-1]):
+        field = f"conversations[{t}].value"
+        if turn["from"] == "human":
+            n = 1 if IMAGE_TOKEN in turn["value"] or (n_tokens == 0 and t == 0) else 0
+            if n == 0 and not turn["value"].strip():
+                raise DataError(index, field, "empty")
+            prompt += _user_prompt(turn["value"], n, index, field)
+        else:
+            if IMAGE_TOKEN in turn["value"]:
+                raise DataError(index, field, f"'{IMAGE_TOKEN}' in an assistant turn")
+            prompt.append({"role": "assistant", "content": [{"type": "text", "text": turn["value"].strip()}]})
+    if prompt[0]["role"] != "user":
+        raise DataError(index, "conversations[0].from", "the conversation must start with a human turn")
+    meta = {"source": "povid", "id": row.get("id"), "image": row.get("image") if isinstance(row.get("image"), str) else None}
+    return _pair(prompt, [image], chosen, rejected, index, meta, ("conversations", "rejected"))
+
+
+_AA_MAIN = {"question", "image", "response_1", "response_2", "overall_response"}
+
+
+@FORMATS.register("aa_ti2t")
+def aa_ti2t(row: dict, index: Any = None) -> dict:
+    """Align-Anything text-image-to-text (PKU-Alignment/align-anything, subset ``text-image-to-text``;
+    Ji et al., "Align Anything", arXiv:2412.15838).
+
+    Source fields: ``question``, ``image`` (HF Image), ``response_1``, ``response_2`` and
+    ``overall_response`` (1 or 2: the preferred one, which becomes chosen). Every other scalar field
+    (``p_response``, ``prompt_following_rate_1``, ``objective_rules_rate_2`` …) is kept in ``meta``.
+    """
+    question = _text(row, "question", index)
+    responses = {1: _text(row, "response_1", index), 2: _text(row, "response_2", index)}
+    preferred = _field(row, "overall_response", index)
+    try:
+        preferred = int(preferred)
+    except (TypeError, ValueError):
+        preferred = None
+    if preferred not in (1, 2):
+        raise DataError(index, "overall_response", f"expected 1 or 2, got {row.get('overall_response')!r}")
+    image, _ = _image(row, index, ("image", "image_path"))
+    other = 3 - preferred
+    meta = {"source": "align_anything_ti2t", "overall_response": preferred}
+    meta.update({k: v for k, v in row.items() if k not in _AA_MAIN and (v is None or isinstance(v, (str, int, float, bool)))})
+    fields = (f"response_{preferred}", f"response_{other}")
+    return _pair(_user_prompt(question, 1, index, "question"), [image], responses[preferred], responses[other], index, meta, fields)
+
+
+def _resolve_media(row: dict, media_root: str | Path, index: Any) -> None:
+    """Make relative image paths absolute under ``media_root``; a missing file is a DataError."""
+    root = Path(media_root)
+    images = []
+    for i, item in enumerate(row.get("images") or []):
+        path = item if isinstance(item, str) else None
+        if isinstance(item, dict) and item.get("bytes") is None and isinstance(item.get("path"), str):
+            path = item["path"]
+        if path is not None:
+            p = Path(path)
+            p = p if p.is_absolute() else root / p
+            if not p.exists():
+                raise DataError(index, f"images[{i}]", f"image file not found: {p}")
+            item = str(p)
+        images.append(item)
+    row["images"] = images
+
+
+def convert(
+    rows: Iterable[dict],
+    fmt: str | Callable[..., dict],
+    media_root: str | Path | None = None,
+    report: Counter | None = None,
+    **options,
+) -> list[dict]:
+    """Convert source records with the adapter ``fmt`` (a `FORMATS` name or a function).
+
+    ``options`` go to the adapter (e.g. ``aspects=…``, ``ranked=True`` for ``vlfeedback``). With
+    ``media_root`` relative image paths become absolute and must exist. Every output passes
+    `validate_row`; bad input raises `DataError` (example index = position in ``rows``). Records the
+    adapter skips (`SkipExample`, e.g. rating ties) are counted by reason into ``report`` and logged.
+    """
+    adapter = FORMATS.get(fmt) if isinstance(fmt, str) else fmt
+    name = fmt if isinstance(fmt, str) else getattr(fmt, "__name__", "adapter")
+    skipped = Counter() if report is None else report
+    out = []
+    for i, row in enumerate(rows):
+        try:
+            new = adapter(row, i, **options)
+        except SkipExample as e:
+            skipped[e.reason] += 1
+            continue
+        if media_root is not None:
+            _resolve_media(new, media_root, i)
+        fields = ("chosen", "rejected") if "chosen" in new else ()
+        validate_row(new, i, fields)
+        out.append(new)
+    n_skipped = sum(skipped.values())
+    if n_skipped:
+        reasons = "; ".join(f"{n}× {r}" for r, n in skipped.most_common())
+        logger.warning("%s: converted %d example(s), skipped %d: %s", name, len(out), n_skipped, reasons)
+    return out
+
+
+_HUB_SUBSETS = {"aa_ti2t": "text-image-to-text"}
+
+
+def _undecoded(ds):
+    """Image columns as ``{"bytes", "path"}`` dicts rather than decoded PIL images."""
+    import datasets
+
+    for column, feature in ds.features.items():
+        if isinstance(feature, datasets.Image) and feature.decode:
+            ds = ds.cast_column(column, datasets.Image(decode=False))
+    return ds
+
+
+def _load_file(path: Path):
+    import datasets
+
+    suffix = path.suffix.lower()
+    if suffix in (".json", ".jsonl"):
+        return datasets.Dataset.from_json(str(path), keep_in_memory=True)
+    if suffix == ".parquet":
+        return datasets.Dataset.from_parquet(str(path), keep_in_memory=True)
+    raise ValueError(f"unsupported file type '{suffix}' for {path} (expected .json, .jsonl or .parquet)")
+
+
+def load_format(
+    path_or_repo: str | Path,
+    fmt: str,
+    split: str = "train",
+    media_root: str | Path | None = None,
+    subset: str | None = None,
+    report: Counter | None = None,
+    **options,
+) -> list[dict]:
+    """Load a public preference dataset and convert it with ``fmt``.
+
+    A local ``.json``/``.jsonl``/``.parquet`` file, a folder holding ``{split}.json`` (or whatever
+    `read_rows` reads), or a hub repo id loaded with ``datasets.load_dataset`` (``subset`` names the
+    configuration; ``aa_ti2t`` defaults to ``text-image-to-text``). With ``media_root``, relative
+    image paths are resolved and checked now; without, they stay relative (for the encoder's root).
+    """
+    path = Path(path_or_repo)
+    if path.is_file():
+        rows = _undecoded(_load_file(path)).to_list()
+    elif path.is_dir():
+        candidates = [path / f"{split}{ext}" for ext in (".json", ".jsonl", ".parquet")]
+        found = next((c for c in candidates if c.exists()), None)
+        rows = _undecoded(_load_file(found)).to_list() if found else read_rows(path, split)
+    else:
+        import datasets
+
+        ds = datasets.load_dataset(str(path_or_repo), subset or _HUB_SUBSETS.get(fmt), split=split)
+        rows = _undecoded(ds).to_list()
+    return convert(rows, fmt, media_root=media_root, report=report, **options)
