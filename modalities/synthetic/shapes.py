@@ -6,6 +6,11 @@ and the train split plants a spurious co-occurrence (each anchor shape nearly al
 comes with its partner) that a preference-aligned model should learn not to trust.
 The ``trigger`` split shows anchors *without* their partners to expose that bias.
 
+For DPO the world also writes ``pairs.jsonl``: synthetic annotated preference pairs (the
+counterpart of POVID-style pairs) over train images, where ``chosen`` is the ground-truth
+caption and ``rejected`` is the same caption with one injected plausible hallucination
+(see :func:`hallucinate` and :data:`HALLUCINATION_WEIGHTS`).
+
 Everything is deterministic: the same :class:`ShapesConfig` gives byte-identical files.
 """
 
@@ -46,6 +51,11 @@ SYNONYMS = {
 NUMBER_WORDS = ("zero", "one", "two", "three", "four")
 
 SPLITS = ("train", "test", "trigger")
+PAIRS_SPLIT = "pairs"  # optional extra split: annotated preference pairs over train images
+HALLUCINATION_KINDS = ("partner", "co_occurrence", "colour", "count")
+# Probability of each injected-hallucination family in a rejected caption. "bias" is
+# "partner" when the image has an anchor without its partner, else "co_occurrence".
+HALLUCINATION_WEIGHTS = {"bias": 0.5, "colour": 0.25, "count": 0.25}
 POPE_KINDS = ("random", "popular", "adversarial")
 VERSION = "1"
 
@@ -70,6 +80,7 @@ class ShapesConfig:
     bias: float = 0.95  # train: probability an anchor brings its partner along
     questions_per_image: int = 2  # train: distinct question rows per image (0..5)
     caption_order: str = "shape"  # objects in captions: "shape" (SHAPES order, partners follow anchors) or "position"
+    pairs_per_image: int = 1  # train: annotated preference pairs per image in pairs.jsonl (0: no pairs file)
 
 
 # --- scenes and rendering -------------------------------------------------------------
@@ -321,6 +332,79 @@ def _image_rows(rng: np.random.Generator, image_id: str, split: str, objects: li
     return rows
 
 
+def _inserted_object(rng: np.random.Generator, shape: str, objects: list[dict]) -> dict[str, Any]:
+    """A hallucinated object: random colour, a random free quadrant (else an occupied one's position)."""
+    taken = {o["position"] for o in objects}
+    free = [p for p in POSITIONS if p not in taken] or [o["position"] for o in objects]
+    return {"shape": shape, "colour": _pick(rng, list(COLOURS)), "position": _pick(rng, free)}
+
+
+def hallucinate(rng: np.random.Generator, objects: Sequence[dict[str, Any]], stats: dict[str, Any],
+                order: str = "shape") -> tuple[str, dict[str, str]]:
+    """A caption of ``objects`` with exactly one injected plausible hallucination.
+
+    Returns ``(rejected caption, {"kind", "shape", "detail"})`` where ``detail`` is the
+    false sentence of the caption. The kind is drawn with :data:`HALLUCINATION_WEIGHTS`:
+
+    * bias (50 %): ``partner`` if an anchor is present without its partner (one such
+      partner, picked at random): the sentence the bias prior predicts; else
+      ``co_occurrence``: the absent shape that co-occurs most with the present ones in the
+      train stats (ties broken by SHAPES order).
+    * ``colour`` (25 %): one random object gets another (random) colour word.
+    * ``count`` (25 %): an extra sentence for a random absent shape (so the number of
+      objects is wrong too). With four objects there is no free quadrant: it shares an
+      occupied one's position, as partner/co_occurrence sentences do then.
+
+    Inserted objects get a random colour and a random free quadrant; their sentence lands
+    where the caption order puts it (its SHAPES-order place by default). The inserted shape
+    is always absent from the image, so CHAIR counts it.
+    """
+    objects = [dict(o) for o in objects]
+    present = [o["shape"] for o in objects]
+    absent = [s for s in SHAPES if s not in present]
+    names = list(HALLUCINATION_WEIGHTS)
+    weights = np.array([HALLUCINATION_WEIGHTS[k] for k in names], dtype=float)
+    edges = np.cumsum(weights / weights.sum())
+    family = names[min(int(np.searchsorted(edges, rng.random(), side="right")), len(names) - 1)]
+    if family == "colour":
+        target = objects[int(rng.integers(len(objects)))]
+        target["colour"] = _pick(rng, [c for c in COLOURS if c != target["colour"]])
+        return caption(objects, order), {"kind": "colour", "shape": target["shape"], "detail": _sentence(target)}
+    if family == "count":
+        kind, shape = "count", _pick(rng, absent)
+    elif lonely := trigger_absent(objects):
+        kind, shape = "partner", _pick(rng, lonely)
+    else:
+        cooc = stats["train_cooccurrence"]
+        kind = "co_occurrence"
+        shape = min(absent, key=lambda s: (-sum(cooc[p][s] for p in present), SHAPES.index(s)))
+    extra = _inserted_object(rng, shape, objects)
+    with_extra = sorted(objects + [extra], key=lambda o: SHAPES.index(o["shape"]))
+    return caption(with_extra, order), {"kind": kind, "shape": shape, "detail": _sentence(extra)}
+
+
+def _pair_rows(rng: np.random.Generator, image_id: str, objects: list[dict], config: ShapesConfig,
+               stats: dict) -> list[dict[str, Any]]:
+    """``config.pairs_per_image`` preference rows (TRL conversational schema) for one train image."""
+    chosen = caption(objects, config.caption_order)
+    rows = []
+    for k in range(config.pairs_per_image):
+        rejected, info = hallucinate(rng, objects, stats, config.caption_order)
+        rows.append({
+            "id": f"{image_id}-pair{k}",
+            "image_id": image_id,
+            "split": "train",
+            "task": "caption_pair",
+            "prompt": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": _DESCRIBE}]}],
+            "chosen": [{"role": "assistant", "content": [{"type": "text", "text": chosen}]}],
+            "rejected": [{"role": "assistant", "content": [{"type": "text", "text": rejected}]}],
+            "images": [f"images/train/{image_id.rsplit('-', 1)[1]}.png"],
+            "objects": objects,
+            "hallucination": info,
+        })
+    return rows
+
+
 def _train_stats(scenes: list[list[dict]]) -> dict[str, Any]:
     """Shape frequencies and pairwise co-occurrence counts over train images (for POPE negatives)."""
     frequency = Counter({s: 0 for s in SHAPES})
@@ -357,6 +441,8 @@ def generate_world(out_dir: str | Path, config: ShapesConfig | None = None, prog
     config = config or ShapesConfig()
     if not 0 <= config.questions_per_image <= len(_TRAIN_QUESTIONS):
         raise ValueError(f"questions_per_image must be in 0..{len(_TRAIN_QUESTIONS)}")
+    if config.pairs_per_image < 0:
+        raise ValueError("pairs_per_image must be >= 0")
     out = Path(out_dir).resolve()
     if _existing_config(out) == dataclasses.asdict(config):
         return out
@@ -379,6 +465,13 @@ def generate_world(out_dir: str | Path, config: ShapesConfig | None = None, prog
                     bar.advance(task)
                 if split == "train":
                     stats = _train_stats(scenes)
+                    if config.pairs_per_image:
+                        # After the whole split, continuing the train stream: train images
+                        # and rows do not depend on pairs_per_image.
+                        pairs = [row for i, objects in enumerate(scenes)
+                                 for row in _pair_rows(rng, f"train-{i:05d}", objects, config, stats)]
+                        with open(tmp / f"{PAIRS_SPLIT}.jsonl", "w", encoding="utf-8") as f:
+                            f.writelines(json.dumps(row, sort_keys=True) + "\n" for row in pairs)
                 with open(tmp / f"{split}.jsonl", "w", encoding="utf-8") as f:
                     f.writelines(json.dumps(row, sort_keys=True) + "\n" for row in rows)
         meta = {
@@ -405,13 +498,20 @@ def generate_world(out_dir: str | Path, config: ShapesConfig | None = None, prog
     return out
 
 
-def _features():
+def _features(split: str = "train"):
     from datasets import Features, Value
 
     text = Value("string")
     message = {"role": text, "content": [{"type": text, "text": text}]}
     obj = {"shape": text, "colour": text, "position": text,
            "cx": Value("int32"), "cy": Value("int32"), "size": Value("int32")}
+    if split == PAIRS_SPLIT:
+        return Features({
+            "id": text, "image_id": text, "split": text, "task": text,
+            "prompt": [message], "chosen": [message], "rejected": [message],
+            "images": [text], "objects": [obj],
+            "hallucination": {"kind": text, "shape": text, "detail": text},
+        })
     return Features({
         "id": text, "image_id": text, "split": text, "task": text, "pope": text,
         "prompt": [message], "completion": [message], "answer": text,
@@ -420,17 +520,22 @@ def _features():
 
 
 def load_world(path: str | Path):
-    """Load the three splits as a ``datasets.DatasetDict`` (image paths stay relative to ``path``).
+    """Load the splits as a ``datasets.DatasetDict`` (image paths stay relative to ``path``).
 
-    An explicit schema keeps every split's columns identical, even where a split has
-    only nulls (train ``pope``) or only empty lists.
+    The three SPLITS share one explicit schema, which keeps their columns identical even
+    where a split has only nulls (train ``pope``) or only empty lists. A ``pairs`` split
+    (preference schema: ``prompt``/``chosen``/``rejected``) is added when ``pairs.jsonl``
+    exists.
     """
     from datasets import Dataset, DatasetDict
 
-    path, features = Path(path), _features()
+    path = Path(path)
     splits = {}
-    for split in SPLITS:
-        with open(path / f"{split}.jsonl", encoding="utf-8") as f:
+    for split in SPLITS + (PAIRS_SPLIT,):
+        file = path / f"{split}.jsonl"
+        if split == PAIRS_SPLIT and not file.exists():
+            continue
+        with open(file, encoding="utf-8") as f:
             rows = [json.loads(line) for line in f if line.strip()]
-        splits[split] = Dataset.from_list(rows, features=features)
+        splits[split] = Dataset.from_list(rows, features=_features(split))
     return DatasetDict(splits)

@@ -13,11 +13,15 @@ from PIL import Image
 from modalities.synthetic import (
     BIAS_PAIRS,
     COLOURS,
+    HALLUCINATION_KINDS,
+    HALLUCINATION_WEIGHTS,
+    POSITIONS,
     SHAPES,
     ShapesConfig,
     caption,
     corpus,
     generate_world,
+    hallucinate,
     load_world,
     mentioned_shapes,
     parse_yes_no,
@@ -59,7 +63,7 @@ def test_same_seed_gives_byte_identical_tree(small_world, tmp_path):
     a, b = _tree(small_world), _tree(again)
     assert a.keys() == b.keys()
     assert len([k for k in a if k.endswith(".png")]) == 100
-    assert {"train.jsonl", "test.jsonl", "trigger.jsonl", "world.json"} <= a.keys()
+    assert {"train.jsonl", "test.jsonl", "trigger.jsonl", "pairs.jsonl", "world.json"} <= a.keys()
     assert all(a[k] == b[k] for k in a)
 
 
@@ -227,7 +231,7 @@ def test_corpus_covers_every_text_of_a_world(small_world):
 
 def test_load_world_keeps_nested_columns(small_world):
     world = load_world(small_world)
-    assert set(world) == {"train", "test", "trigger"}
+    assert set(world) == {"train", "test", "trigger", "pairs"}
     assert len(world["train"]) == 180 and len(world["test"]) == 200 and len(world["trigger"]) == 200
     row = world["test"][1]
     assert row == {**_read_rows(small_world, "test")[1], "prompt": row["prompt"]}
@@ -237,3 +241,119 @@ def test_load_world_keeps_nested_columns(small_world):
     assert row["images"][0] == "images/test/00000.png" and (small_world / row["images"][0]).is_file()
     assert world["train"].features == world["test"].features
     assert world["train"][0]["pope"] is None
+
+
+# --- annotated preference pairs -------------------------------------------------------
+
+
+def _text(messages: list[dict]) -> str:
+    assert len(messages) == 1 and messages[0]["role"] == "assistant"
+    return messages[0]["content"][0]["text"]
+
+
+def _sentences(text: str) -> list[str]:
+    return re.findall(r"The \w+ is \w+ and at the \w+ \w+\.", text)
+
+
+def test_pairs_schema_and_determinism(small_world, tmp_path):
+    pairs = _read_rows(small_world, "pairs")
+    train = {r["image_id"]: r for r in _read_rows(small_world, "train") if r["task"] == "caption"}
+    assert len(pairs) == 60 and [p["image_id"] for p in pairs] == list(train)
+    assert len({p["id"] for p in pairs}) == len(pairs)
+    for pair in pairs:
+        assert set(pair) == {"id", "image_id", "split", "task", "prompt", "chosen", "rejected", "images",
+                             "objects", "hallucination"}
+        assert pair["split"] == "train" and pair["task"] == "caption_pair"
+        assert pair["prompt"] == train[pair["image_id"]]["prompt"]
+        assert [c["type"] for c in pair["prompt"][0]["content"]] == ["image", "text"]
+        assert pair["images"] == train[pair["image_id"]]["images"] and len(pair["images"]) == 1
+        assert pair["objects"] == train[pair["image_id"]]["objects"]
+        assert _text(pair["chosen"]) == caption(pair["objects"])
+        assert _text(pair["rejected"]) != _text(pair["chosen"])
+        assert pair["hallucination"]["detail"] in _sentences(_text(pair["rejected"]))
+    # the pairs file is part of the byte-identical tree (test above); regenerate to be explicit
+    again = generate_world(tmp_path / "again", SMALL, progress=False)
+    assert (again / "pairs.jsonl").read_bytes() == (small_world / "pairs.jsonl").read_bytes()
+    # train images and rows do not depend on the pairs
+    none = generate_world(tmp_path / "none", ShapesConfig(seed=0, n_train=60, n_test=20, n_trigger=20,
+                                                          pairs_per_image=0), progress=False)
+    assert not (none / "pairs.jsonl").exists() and "pairs" not in load_world(none)
+    assert (none / "train.jsonl").read_bytes() == (small_world / "train.jsonl").read_bytes()
+    assert json.loads((none / "world.json").read_text())["config"]["pairs_per_image"] == 0
+
+
+def test_pairs_hallucinations(big_world):
+    pairs = _read_rows(big_world, "pairs")
+    kinds = {k: 0 for k in HALLUCINATION_KINDS}
+    for pair in pairs:
+        info, objects = pair["hallucination"], pair["objects"]
+        present = {o["shape"] for o in objects}
+        chosen, rejected = _sentences(_text(pair["chosen"])), _sentences(_text(pair["rejected"]))
+        kinds[info["kind"]] += 1
+        if info["kind"] == "colour":
+            assert len(rejected) == len(chosen) and info["shape"] in present
+            diff = [(a, b) for a, b in zip(chosen, rejected) if a != b]
+            assert len(diff) == 1 and diff[0][1] == info["detail"]
+            words = [(x, y) for x, y in zip(diff[0][0].split(), diff[0][1].split()) if x != y]
+            assert len(words) == 1 and {*words[0]} <= set(COLOURS)
+        else:
+            assert info["shape"] not in present  # CHAIR counts it
+            assert mentioned_shapes(_text(pair["rejected"])) == sorted(present | {info["shape"]}, key=SHAPES.index)
+            assert [s for s in rejected if s != info["detail"]] == chosen  # one sentence inserted
+            lonely = [p for a, p in BIAS_PAIRS if a in present and p not in present]
+            if info["kind"] == "partner":
+                assert info["shape"] in lonely
+            elif info["kind"] == "co_occurrence":
+                assert not lonely
+    n = len(pairs)
+    assert n == 400
+    bias = (kinds["partner"] + kinds["co_occurrence"]) / n
+    assert abs(bias - HALLUCINATION_WEIGHTS["bias"]) < 0.1
+    assert abs(kinds["colour"] / n - HALLUCINATION_WEIGHTS["colour"]) < 0.08
+    assert abs(kinds["count"] / n - HALLUCINATION_WEIGHTS["count"]) < 0.08
+    assert kinds["partner"] > 0 and kinds["co_occurrence"] > 0
+
+
+def test_hallucinate_partner_for_lone_anchor_and_co_occurrence_otherwise():
+    def obj(shape, colour, position):
+        return {"shape": shape, "colour": colour, "position": position, "cx": 0, "cy": 0, "size": 10}
+
+    lone = [obj("circle", "red", "top left"), obj("star", "blue", "bottom right")]  # star: partner, not anchor
+    stats = {"train_cooccurrence": {a: {b: (5 if {a, b} == {"star", "diamond"} else 1) for b in SHAPES if b != a}
+                                    for a in SHAPES}}
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(200):
+        rejected, info = hallucinate(rng, lone, stats)
+        seen.add(info["kind"])
+        if info["kind"] in ("partner", "co_occurrence"):
+            assert info["kind"] == "partner" and info["shape"] == "square"
+            sentences = _sentences(rejected)
+            assert sentences[1] == info["detail"] and sentences[1].startswith("The square is")  # SHAPES order
+            assert info["detail"].endswith(("top right.", "bottom left."))  # a free quadrant
+        if info["kind"] == "count":
+            assert info["shape"] in ("square", "triangle", "diamond", "cross")
+    assert seen == {"partner", "colour", "count"}
+    paired = [obj("triangle", "red", "top left"), obj("star", "blue", "bottom right")]
+    kinds = [hallucinate(rng, paired, stats) for _ in range(50)]
+    assert {i["shape"] for _, i in kinds if i["kind"] == "co_occurrence"} == {"diamond"}
+    assert not [i for _, i in kinds if i["kind"] == "partner"]
+    full = [obj(s, "red", p) for s, p in zip(("circle", "square", "triangle", "star"), POSITIONS)]
+    for _ in range(50):
+        rejected, info = hallucinate(rng, full, stats)
+        assert len(_sentences(rejected)) == 5 - (info["kind"] == "colour")
+
+
+def test_pairs_text_is_covered_by_corpus(small_world):
+    vocabulary = set().union(*map(_words, corpus()))
+    for pair in _read_rows(small_world, "pairs"):
+        assert _words(_text(pair["rejected"])) <= vocabulary
+
+
+def test_load_world_pairs_split(small_world):
+    pairs = load_world(small_world)["pairs"]
+    assert len(pairs) == 60
+    row = pairs[0]
+    assert row == {**_read_rows(small_world, "pairs")[0], "prompt": row["prompt"]}  # prompt: nulls filled in
+    assert row["prompt"][0]["content"][0]["type"] == "image"
+    assert {"prompt", "chosen", "rejected", "images"} <= set(pairs.column_names)

@@ -1,0 +1,330 @@
+"""The reference model of preference objectives, as one swappable object.
+
+Contract
+--------
+Every strategy in ``REFERENCES`` implements `Reference`::
+
+    ref.logps(policy, batch, media=None) -> Tensor [B]
+
+the **summed** response log-probs (``labels != -100``, as `Policy.sequence_logps`) of each row of
+``batch`` under the reference model, computed without gradient, on the batch's device. ``media`` is
+what ``policy.encode_media(batch)`` returned; a strategy reuses it only when that is exact.
+
+Strategies
+----------
+``frozen`` — `FrozenReference(policy)`: a deep copy of ``policy.model`` taken once (eval mode,
+    ``requires_grad=False``), so later training never moves it. Costs one extra model in memory.
+    When every parameter that `encode_media` uses (``encoders`` and ``projectors``) is frozen in the
+    policy, the policy's media features are bit-identical to the copy's and are reused (saves one
+    media encoding per step; it assumes the media modules have no active dropout in train mode);
+    otherwise the copy encodes the media itself. ``reuse_media=False`` forces re-encoding.
+``lora_disabled`` — `LoRAReference()`: the policy's own model with its LoRA adapters switched off
+    (``with peft_model.disable_adapter():``). No extra memory. `apply_lora` wraps the language model
+    of a composed policy. The reference is "the current weights minus the adapters": it equals the
+    initial model only when everything outside the adapters stays frozen (what `apply_lora` sets up
+    for the language model; keep encoders/projectors frozen too if that matters to you). The policy's
+    media are always reused: the adapters live in the language model only.
+``cached`` — `CachedReference(cache_dir)`: log-probs computed once, in a pass before training
+    (`precompute`), stored as ``ref_logps-{dataset_fingerprint}-{model_hash}.safetensors`` beside the
+    dataset and looked up by ``batch["example_index"]`` at train time (no model in memory at all).
+    `dataset_fingerprint` hashes the canonical JSON of the rows *and the bytes of every referenced
+    media file* (an edited image gives a new key); `model_hash` hashes the state_dict (names, dtypes,
+    shapes, bytes) and the config JSON. A different key is a different file, so any change recomputes.
+    Only safetensors are read (nothing is unpickled); writes go to a temp file then ``os.replace``.
+    A file may hold several *fields* (``chosen``/``rejected``/``completion`` …), one ``[N]`` tensor each.
+
+All three agree with ``policy.sequence_logps(batch).logps`` on an untrained policy.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from modalities.registry import Registry
+from zoo.data.collate import Encoded, pad_batch
+from zoo.data.schema import MEDIA_COLUMNS
+from zoo.models.policy import Batch, Media, Policy
+
+REFERENCES: Registry[type[Reference]] = Registry("reference")
+
+
+class Reference(ABC):
+    """A reference model: summed response log-probs ``[B]`` of a batch, without gradient."""
+
+    @abstractmethod
+    def logps(self, policy: Policy, batch: Batch, media: Media | None = None) -> torch.Tensor: ...
+
+
+def _media_modules(model: nn.Module) -> list[nn.Module]:
+    modules = (getattr(model, name, None) for name in ("encoders", "projectors"))
+    return [m for m in modules if isinstance(m, nn.Module)]
+
+
+def media_frozen(model: nn.Module) -> bool:
+    """True when the model encodes media with modules whose parameters are all frozen."""
+    modules = _media_modules(model)
+    return bool(modules) and all(not p.requires_grad for m in modules for p in m.parameters())
+
+
+@torch.no_grad()
+def _eval_logps(policy: Policy, batch: Batch, media: Media | None) -> torch.Tensor:
+    was_training = policy.training
+    policy.eval()
+    try:
+        return policy.sequence_logps(batch, media=media).logps.detach()
+    finally:
+        policy.train(was_training)
+
+
+@REFERENCES.register("frozen")
+class FrozenReference(Reference):
+    """A frozen deep copy of the policy's model, taken at construction."""
+
+    def __init__(self, policy: Policy, reuse_media: bool | None = None):
+        model = copy.deepcopy(policy.model).eval().requires_grad_(False)
+        backbone = copy.copy(policy.backbone)  # shares the processor, holds the copy
+        backbone.model = model
+        self.policy = Policy(backbone).eval()
+        # Reuse is exact only when the policy's media modules cannot move (see module docstring).
+        self.reuse_media = media_frozen(policy.model) if reuse_media is None else reuse_media
+
+    def logps(self, policy: Policy, batch: Batch, media: Media | None = None) -> torch.Tensor:
+        return _eval_logps(self.policy, batch, media if self.reuse_media else None)
+
+
+def apply_lora(policy: Policy, r: int = 8, alpha: int = 16, target_modules=("q_proj", "v_proj"), dropout: float = 0.0):
+    """Wrap ``policy.model.language_model`` (composed backbone) with peft LoRA; returns the PeftModel.
+
+    The base language-model weights are frozen; the Policy keeps working unchanged (the composed
+    model calls its language model with ``inputs_embeds``).
+    """
+    from peft import LoraConfig, get_peft_model
+
+    model = policy.model
+    if not hasattr(model, "language_model"):
+        raise TypeError(f"apply_lora wraps a composed model's language_model; {type(model).__name__} has none")
+    config = LoraConfig(
+        r=r, lora_alpha=alpha, target_modules=list(target_modules), lora_dropout=dropout, task_type="CAUSAL_LM"
+    )
+    with warnings.catch_warnings():  # peft calls a transformers property deprecated in v5
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        model.language_model = get_peft_model(model.language_model, config)
+    return model.language_model
+
+
+def find_peft_model(model: nn.Module):
+    from peft import PeftModel
+
+    for module in model.modules():
+        if isinstance(module, PeftModel):
+            return module
+    raise ValueError("the policy has no LoRA adapters (wrap it with apply_lora first)")
+
+
+@REFERENCES.register("lora_disabled")
+class LoRAReference(Reference):
+    """The policy's own model with its LoRA adapters disabled."""
+
+    def logps(self, policy: Policy, batch: Batch, media: Media | None = None) -> torch.Tensor:
+        with find_peft_model(policy.model).disable_adapter():
+            return _eval_logps(policy, batch, media)
+
+
+# ---------------------------------------------------------------- cache keys
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _json_default(obj: Any):
+    if isinstance(obj, (bytes, bytearray)):
+        return {"sha256": _digest(bytes(obj))}
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "tobytes"):  # numpy arrays, PIL images
+        return {"sha256": _digest(obj.tobytes())}
+    return str(obj)
+
+
+def _media_bytes(item: Any, root: Path | None) -> bytes:
+    if isinstance(item, (str, Path)):
+        path = Path(item)
+        if root is not None and not path.is_absolute():
+            path = root / path
+        return path.read_bytes() if path.is_file() else b"<missing>"
+    if isinstance(item, dict):
+        if item.get("bytes") is not None:
+            return bytes(item["bytes"])
+        return _media_bytes(item.get("path"), root) if item.get("path") else b"<none>"
+    if isinstance(item, (bytes, bytearray)):
+        return bytes(item)
+    return item.tobytes() if hasattr(item, "tobytes") else repr(item).encode()
+
+
+def dataset_fingerprint(rows: Iterable[dict], media_root: str | Path | None = None) -> str:
+    """sha256 over the canonical JSON of the rows plus the bytes of every media file they reference."""
+    root = Path(media_root) if media_root is not None else None
+    h = hashlib.sha256()
+    for row in rows:
+        h.update(json.dumps(row, sort_keys=True, separators=(",", ":"), default=_json_default).encode())
+        for column in MEDIA_COLUMNS.values():
+            for item in row.get(column) or []:
+                h.update(_digest(_media_bytes(item, root)).encode())
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def model_hash(model: nn.Module) -> str:
+    """sha256 over the state_dict (names, dtypes, shapes, bytes) plus the config JSON."""
+    if isinstance(model, Policy):
+        model = model.model
+    h = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    config = getattr(model, "config", None)
+    if config is not None:
+        text = config.to_json_string(use_diff=False) if hasattr(config, "to_json_string") else repr(config)
+        h.update(text.encode())
+    return h.hexdigest()
+
+
+def cache_key(rows: Iterable[dict], model: nn.Module, media_root: str | Path | None = None) -> str:
+    return f"{dataset_fingerprint(rows, media_root)}-{model_hash(model)}"
+
+
+# ---------------------------------------------------------------- cached
+
+
+@REFERENCES.register("cached")
+class CachedReference(Reference):
+    """Reference log-probs precomputed once and looked up by ``batch["example_index"]``."""
+
+    def __init__(self, cache_dir: str | Path, field: str = "logps"):
+        self.cache_dir = Path(cache_dir)
+        self.field = field  # the default field looked up by `logps`
+        self.key: str | None = None
+        self.tables: dict[str, torch.Tensor] = {}
+        self.positions: dict[str, int] = {}
+
+    def path(self, key: str) -> Path:
+        return self.cache_dir / f"ref_logps-{key}.safetensors"
+
+    def load(self, key: str) -> bool:
+        """Load the cache file of ``key``; False when there is none."""
+        path = self.path(key)
+        if not path.is_file():
+            return False
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tables = {name: f.get_tensor(name) for name in f.keys()}
+        indices = json.loads(meta["index"])
+        self.key, self.tables = key, tables
+        self.positions = {_index_key(i): n for n, i in enumerate(indices)}
+        return True
+
+    def precompute(
+        self,
+        source: Policy | Reference,
+        batches: Iterable | Mapping[str, Iterable],
+        key: str,
+        policy: Policy | None = None,
+        batch_size: int = 8,
+        progress: bool = True,
+    ) -> Path:
+        """Compute and store the reference log-probs of every example, once (a no-op when cached).
+
+        ``source`` is a Policy (its own log-probs) or a `Reference` (then ``policy`` is passed to it).
+        ``batches`` is an iterable of batch dicts or of `Encoded` examples (padded here by
+        ``batch_size``), or a mapping ``field -> iterable`` (``{"chosen": …, "rejected": …}``); a bare
+        iterable is stored under ``self.field``. All fields must cover the same example indices.
+        """
+        if self.load(key):
+            return self.path(key)
+        groups = dict(batches) if isinstance(batches, Mapping) else {self.field: batches}
+        target = source if isinstance(source, Policy) else policy
+        if target is None:
+            raise ValueError("precompute with a Reference needs the policy")
+        tables, order = {}, None
+        from rich.progress import Progress
+
+        with Progress(disable=not progress, transient=True) as bar:
+            for field, items in groups.items():
+                task = bar.add_task(f"reference log-probs ({field})", total=None)
+                indices, values = [], []
+                for batch in _batches(items, target, batch_size):
+                    if isinstance(source, Policy):
+                        out = _eval_logps(source, batch, None)
+                    else:
+                        out = source.logps(target, batch)
+                    indices.extend(batch["example_index"])
+                    values.append(out.detach().float().cpu())
+                    bar.advance(task, len(out))
+                table = dict(zip(map(_index_key, indices), torch.cat(values)))
+                if len(table) != len(indices):
+                    raise ValueError(f"field '{field}': example indices are not unique")
+                if order is None:
+                    order = indices
+                elif set(table) != {_index_key(i) for i in order}:
+                    raise ValueError(f"field '{field}' covers other examples than the first field")
+                tables[field] = torch.stack([table[_index_key(i)] for i in order])
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        path = self.path(key)
+        fd, tmp = tempfile.mkstemp(dir=self.cache_dir, prefix=path.name, suffix=".tmp")
+        os.close(fd)
+        try:
+            save_file(tables, tmp, metadata={"index": json.dumps(order), "key": key})
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        self.load(key)
+        return path
+
+    def logps(self, policy: Policy | None, batch: Batch, media: Media | None = None, field: str | None = None):
+        if self.key is None:
+            raise RuntimeError("CachedReference: call precompute (or load) before training")
+        field = field or self.field
+        if field not in self.tables:
+            raise KeyError(f"no cached field '{field}'; cached: {', '.join(sorted(self.tables))}")
+        try:
+            rows = [self.positions[_index_key(i)] for i in batch["example_index"]]
+        except KeyError as e:
+            raise KeyError(f"example {e.args[0]} is not in the reference cache (stale cache?)") from None
+        return self.tables[field][rows].to(batch["input_ids"].device)
+
+
+def _index_key(index: Any) -> str:
+    return json.dumps(index)
+
+
+def _batches(items: Iterable, policy: Policy, batch_size: int):
+    tok = policy.tokenizer
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    pending: list[Encoded] = []
+    for item in items:
+        if isinstance(item, Encoded):
+            pending.append(item)
+            if len(pending) == batch_size:
+                yield pad_batch(pending, pad_id)
+                pending = []
+        else:
+            yield item
+    if pending:
+        yield pad_batch(pending, pad_id)
