@@ -121,3 +121,13 @@ def test_eval_suite_during_training_is_logged(tmp_path):
     header = csv[0].split(",")
     assert "eval/chair/chair_i" in header and "eval/pope_adversarial/accuracy" in header
     assert (tmp_path / "run" / "eval_history.jsonl").read_text().count("\n") == 2  # steps 2 and 4
+
+
+def test_dpo_recipe_trains_on_the_world_pairs(tmp_path):
+    cfg = compose_config(["recipe=dpo", *tiny_overrides(tmp_path, steps=3)])
+    assert cfg.module._target_ == "zoo.train.modules.PreferenceModule"
+    metrics = train(cfg)
+    assert metrics["global_step"] == 3
+    for key in ("train/loss", "train/rewards/margin", "train/rewards/accuracy", "train/kl"):
+        assert key in metrics and torch.isfinite(torch.tensor(metrics[key]))
+    assert metrics["data"]["pairs"]["skipped"] == 0

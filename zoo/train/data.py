@@ -112,3 +112,49 @@ class ChatDataModule(L.LightningDataModule):
 
     def skip_summary(self) -> dict[str, Any]:
         return {split: {"skipped": r.total, "reasons": dict(r.skipped)} for split, r in self.skipped.items()}
+
+
+class PairCollator:
+    """Pads the chosen and the rejected sides of a list of pairs into two batches."""
+
+    def __init__(self, pad_token_id: int):
+        self.collate = Collator(pad_token_id)
+
+    def __call__(self, pairs: list[tuple]) -> dict[str, Any]:
+        return {"chosen": self.collate([c for c, _ in pairs]), "rejected": self.collate([r for _, r in pairs])}
+
+
+class PairDataModule(ChatDataModule):
+    """Preference pairs (``chosen`` / ``rejected``) from a schema dataset folder, e.g. the shapes world's ``pairs``.
+
+    Each side is encoded once before training; bad pairs fail (or are skipped and counted) up front.
+    """
+
+    def __init__(self, path: str, train_split: str = "pairs", val_split: str | None = None, **kwargs):
+        kwargs.pop("response_field", None)
+        super().__init__(path, train_split=train_split, val_split=val_split, **kwargs)
+
+    def encode_split(self, split: str, limit: int | None = None) -> list:
+        if split in self.encoded:
+            return self.encoded[split]
+        if self.processor is None:
+            raise RuntimeError("attach the policy's processor first: datamodule.attach(policy.processor)")
+        rows = self.rows(split, limit)
+        encoder = ExampleEncoder(self.processor, self.max_length, media_root=self.path)
+        sides, report = {}, SkipReport()
+        for field in ("chosen", "rejected"):
+            examples, rep = encode_rows(rows, encoder, field, self.skip_bad)
+            sides[field] = {e.index: e for e in examples}
+            report.skipped.update(rep.skipped)
+            report.examples += rep.examples
+        pairs = [(c, sides["rejected"][i]) for i, c in sides["chosen"].items() if i in sides["rejected"]]
+        if report.total:
+            log.warning("%s split: %s", split, report.summary())
+        if not pairs:
+            raise ValueError(f"split '{split}' has no usable pair ({report.summary()})")
+        self.encoded[split], self.skipped[split] = pairs, report
+        return pairs
+
+    def _loader(self, examples, shuffle: bool) -> DataLoader:
+        return DataLoader(examples, batch_size=self.batch_size, shuffle=shuffle,
+                          collate_fn=PairCollator(self.processor.tokenizer.pad_token_id), num_workers=self.num_workers)

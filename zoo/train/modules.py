@@ -33,6 +33,9 @@ class PolicyModule(L.LightningModule):
         self.optimizer_factory = optimizer
         self.warmup_steps, self.min_lr_ratio = warmup_steps, min_lr_ratio
 
+    def on_fit_start(self) -> None:
+        self.policy.train()  # a policy loaded from a folder comes in eval mode
+
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(params=[p for p in self.parameters() if p.requires_grad])
         total = self.trainer.max_steps if self.trainer.max_steps > 0 else self.trainer.estimated_stepping_batches
@@ -59,6 +62,47 @@ class SFTModule(PolicyModule):
         self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=bs, on_step=stage == "train", on_epoch=stage != "train")
         if stage == "train":
             self.log("train/tokens", n_tokens.float(), batch_size=bs, reduce_fx="sum", on_step=False, on_epoch=True)
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self.step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        return self.step(batch, "val")
+
+
+class PreferenceModule(PolicyModule):
+    """Offline preference optimisation: an objective from `zoo.align.objectives` against a reference.
+
+    ``objective`` is a registered name or a ``{name: weight}`` mix; ``hparams`` (beta, label_smoothing,
+    …) go to the objective. The reference is a frozen copy of the policy taken at construction
+    (before any checkpoint is restored, so a resumed run keeps the original reference).
+    """
+
+    def __init__(self, policy: Policy, optimizer: Callable, objective: str | dict = "sigmoid",
+                 hparams: dict | None = None, warmup_steps: int = 0, min_lr_ratio: float = 0.1):
+        super().__init__(policy, optimizer, warmup_steps, min_lr_ratio)
+        from zoo.align.objectives import OBJECTIVES, combine
+        from zoo.align.reference import FrozenReference
+
+        self.hparams_objective = dict(hparams or {})
+        self.objective = OBJECTIVES.get(objective) if isinstance(objective, str) else combine(dict(objective))
+        self.reference = FrozenReference(policy)
+        self.reference_policy = self.reference.policy  # a submodule: moved with the module, saved in checkpoints
+
+    def step(self, batch, stage: str) -> torch.Tensor:
+        chosen, rejected = batch["chosen"], batch["rejected"]
+        pc, pr = self.policy.sequence_logps(chosen), self.policy.sequence_logps(rejected)
+        rc, rr = self.reference.logps(self.policy, chosen), self.reference.logps(self.policy, rejected)
+        losses, metrics = self.objective(pc.logps, pr.logps, rc, rr, chosen_lengths=pc.lengths,
+                                         rejected_lengths=pr.lengths, **self.hparams_objective)
+        loss = losses.mean()
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite {stage} loss on pairs {chosen['example_index'][:8]}…")
+        bs = chosen["input_ids"].shape[0]
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=bs, on_step=on_step, on_epoch=not on_step)
+        self.log_dict({f"{stage}/{k}": v for k, v in metrics.items()}, batch_size=bs, on_step=on_step, on_epoch=not on_step)
         return loss
 
     def training_step(self, batch, batch_idx):
