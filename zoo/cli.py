@@ -40,18 +40,6 @@ def default_world() -> Path:
     return Path(os.environ.get("ZOO_DATA", "data")) / "shapes-0"
 
 
-def generate_default_world(path: Path) -> Path:
-    """Generate the shapes world with the config of the shapes data recipe (the world `zoo train` uses)."""
-    from importlib.resources import files
-
-    import yaml
-
-    from zoo.train.data import ensure_world
-
-    recipe = yaml.safe_load(files("recipes").joinpath("data", "shapes.yaml").read_text())
-    return ensure_world("shapes", path, dict(recipe.get("world_config") or {}))
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
     from benchmarks.results import compare_table, run_suite, write_results
 
@@ -66,7 +54,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     world = Path(args.world) if args.world else default_world()
     if not (world / "world.json").exists():
         print(f"generating the shapes world in {world} …", file=sys.stderr)
-        generate_default_world(world)
+        from zoo.train.data import ensure_world
+
+        ensure_world("shapes", world)  # ShapesConfig's defaults are the shapes data recipe's
 
     from zoo.models import load_policy
 

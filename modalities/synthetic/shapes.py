@@ -74,7 +74,7 @@ _COUNT_QUESTION = "How many objects are in the image?"
 class ShapesConfig:
     seed: int = 0  # master seed; each split derives its own stream from (seed, split)
     image_size: int = 48  # square image side in pixels (each quadrant is half of it)
-    n_train: int = 4000  # images in the biased train split
+    n_train: int = 12000  # images in the biased train split
     n_test: int = 500  # images in the unbiased test split
     n_trigger: int = 300  # images where an anchor appears without its partner
     bias: float = 0.95  # train: probability an anchor brings its partner along
