@@ -7,9 +7,13 @@ comes with its partner) that a preference-aligned model should learn not to trus
 The ``trigger`` split shows anchors *without* their partners to expose that bias.
 
 For DPO the world also writes ``pairs.jsonl``: synthetic annotated preference pairs (the
-counterpart of POVID-style pairs) over train images, where ``chosen`` is the ground-truth
-caption and ``rejected`` is the same caption with one injected plausible hallucination
-(see :func:`hallucinate` and :data:`HALLUCINATION_WEIGHTS`).
+counterpart of POVID-style pairs), where ``chosen`` is the ground-truth caption and
+``rejected`` is the same caption with one injected plausible hallucination (see
+:func:`hallucinate` and :data:`HALLUCINATION_WEIGHTS`). Pairs are made on their own images
+(``images/pairs/``), drawn without the co-occurrence bias: like real preference data they are
+collected apart from the SFT data, and an annotator describes what is there, so lone anchors —
+where the bias prior hallucinates — are common. Pairs over the SFT train images carried almost
+no signal: the SFT model reproduces those captions nearly verbatim.
 
 Everything is deterministic: the same :class:`ShapesConfig` gives byte-identical files.
 """
@@ -51,7 +55,7 @@ SYNONYMS = {
 NUMBER_WORDS = ("zero", "one", "two", "three", "four")
 
 SPLITS = ("train", "test", "trigger")
-PAIRS_SPLIT = "pairs"  # optional extra split: annotated preference pairs over train images
+PAIRS_SPLIT = "pairs"  # optional extra split: annotated preference pairs on their own images
 HALLUCINATION_KINDS = ("partner", "co_occurrence", "colour", "count")
 # Probability of each injected-hallucination family in a rejected caption. "bias" is
 # "partner" when the image has an anchor without its partner, else "co_occurrence".
@@ -61,8 +65,8 @@ VERSION = "1"
 
 _PARTNER = dict(BIAS_PAIRS)  # anchor -> partner
 _MATE = {**_PARTNER, **{p: a for a, p in BIAS_PAIRS}}  # either member -> the other
-_SAMPLING = {"train": "biased", "test": "unbiased", "trigger": "trigger"}
-_SPLIT_SEED = {"train": 0, "test": 1, "trigger": 2}  # splits get independent streams
+_SAMPLING = {"train": "biased", "test": "unbiased", "trigger": "trigger", PAIRS_SPLIT: "unbiased"}
+_SPLIT_SEED = {"train": 0, "test": 1, "trigger": 2, PAIRS_SPLIT: 3}  # splits get independent streams
 _BACKGROUND = 245
 _NOISE = 10
 _TRAIN_QUESTIONS = ("existence-yes", "existence-no", "colour", "count", "position")
@@ -80,7 +84,8 @@ class ShapesConfig:
     bias: float = 0.95  # train: probability an anchor brings its partner along
     questions_per_image: int = 2  # train: distinct question rows per image (0..5)
     caption_order: str = "shape"  # objects in captions: "shape" (SHAPES order, partners follow anchors) or "position"
-    pairs_per_image: int = 1  # train: annotated preference pairs per image in pairs.jsonl (0: no pairs file)
+    n_pairs: int = 4000  # images of the pairs split (unbiased, own stream; 0: no pairs file)
+    pairs_per_image: int = 1  # annotated preference pairs per pairs image
 
 
 # --- scenes and rendering -------------------------------------------------------------
@@ -385,7 +390,7 @@ def hallucinate(rng: np.random.Generator, objects: Sequence[dict[str, Any]], sta
 
 def _pair_rows(rng: np.random.Generator, image_id: str, objects: list[dict], config: ShapesConfig,
                stats: dict) -> list[dict[str, Any]]:
-    """``config.pairs_per_image`` preference rows (TRL conversational schema) for one train image."""
+    """``config.pairs_per_image`` preference rows (TRL conversational schema) for one pairs image."""
     chosen = caption(objects, config.caption_order)
     rows = []
     for k in range(config.pairs_per_image):
@@ -393,12 +398,12 @@ def _pair_rows(rng: np.random.Generator, image_id: str, objects: list[dict], con
         rows.append({
             "id": f"{image_id}-pair{k}",
             "image_id": image_id,
-            "split": "train",
+            "split": PAIRS_SPLIT,
             "task": "caption_pair",
             "prompt": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": _DESCRIBE}]}],
             "chosen": [{"role": "assistant", "content": [{"type": "text", "text": chosen}]}],
             "rejected": [{"role": "assistant", "content": [{"type": "text", "text": rejected}]}],
-            "images": [f"images/train/{image_id.rsplit('-', 1)[1]}.png"],
+            "images": [f"images/{PAIRS_SPLIT}/{image_id.rsplit('-', 1)[1]}.png"],
             "objects": objects,
             "hallucination": info,
         })
@@ -441,8 +446,8 @@ def generate_world(out_dir: str | Path, config: ShapesConfig | None = None, prog
     config = config or ShapesConfig()
     if not 0 <= config.questions_per_image <= len(_TRAIN_QUESTIONS):
         raise ValueError(f"questions_per_image must be in 0..{len(_TRAIN_QUESTIONS)}")
-    if config.pairs_per_image < 0:
-        raise ValueError("pairs_per_image must be >= 0")
+    if config.n_pairs < 0 or config.pairs_per_image < 1:
+        raise ValueError("n_pairs must be >= 0 and pairs_per_image >= 1")
     out = Path(out_dir).resolve()
     if _existing_config(out) == dataclasses.asdict(config):
         return out
@@ -451,27 +456,25 @@ def generate_world(out_dir: str | Path, config: ShapesConfig | None = None, prog
     try:
         stats: dict[str, Any] = {}
         sizes = {"train": config.n_train, "test": config.n_test, "trigger": config.n_trigger}
+        if config.n_pairs:
+            sizes[PAIRS_SPLIT] = config.n_pairs  # last: it needs the train stats
         with Progress(disable=not progress) as bar:
-            for split in SPLITS:
-                task = bar.add_task(f"shapes world: {split}", total=sizes[split])
+            for split, size in sizes.items():
+                task = bar.add_task(f"shapes world: {split}", total=size)
                 rng = np.random.default_rng([config.seed, _SPLIT_SEED[split]])
                 (tmp / "images" / split).mkdir(parents=True)
                 scenes, rows = [], []
-                for i in range(sizes[split]):
+                for i in range(size):
                     objects = sample_scene(rng, _SAMPLING[split], config.image_size, config.bias)
                     render(objects, config.image_size, rng).save(tmp / "images" / split / f"{i:05d}.png")
-                    rows += _image_rows(rng, f"{split}-{i:05d}", split, objects, config, stats)
+                    if split == PAIRS_SPLIT:
+                        rows += _pair_rows(rng, f"{split}-{i:05d}", objects, config, stats)
+                    else:
+                        rows += _image_rows(rng, f"{split}-{i:05d}", split, objects, config, stats)
                     scenes.append(objects)
                     bar.advance(task)
                 if split == "train":
                     stats = _train_stats(scenes)
-                    if config.pairs_per_image:
-                        # After the whole split, continuing the train stream: train images
-                        # and rows do not depend on pairs_per_image.
-                        pairs = [row for i, objects in enumerate(scenes)
-                                 for row in _pair_rows(rng, f"train-{i:05d}", objects, config, stats)]
-                        with open(tmp / f"{PAIRS_SPLIT}.jsonl", "w", encoding="utf-8") as f:
-                            f.writelines(json.dumps(row, sort_keys=True) + "\n" for row in pairs)
                 with open(tmp / f"{split}.jsonl", "w", encoding="utf-8") as f:
                     f.writelines(json.dumps(row, sort_keys=True) + "\n" for row in rows)
         meta = {

@@ -192,3 +192,55 @@ def test_cached_recomputes_only_on_a_new_key(tiny_policy, tiny_world, rows, enco
 
     with pytest.raises(KeyError, match="not in the reference cache"):
         fresh.logps(None, dict(batches[0], example_index=[99, 100, 101]), field="chosen")
+
+
+# ---------------------------------------------------------------- pair batches
+
+
+@pytest.fixture(scope="module")
+def pair_batches(tiny_policy, tiny_world):
+    from zoo.data.collate import pad_pairs
+    from zoo.data.formats import read_rows
+
+    rows = [dict(r, example_index=f"pairs[{i}]") for i, r in enumerate(read_rows(tiny_world, "pairs")[:6])]
+    encoder = ExampleEncoder(tiny_policy.processor, media_root=tiny_world)
+    pairs, _ = encode_rows(rows, encoder, "pair")
+    pad = tiny_policy.tokenizer.pad_token_id
+    return {mode: [pad_pairs(pairs[i : i + 3], pad, mode) for i in (0, 3)] for mode in ("shared_prefix", "concat")}
+
+
+def test_pair_logps_of_every_strategy_match_the_policy(tiny_policy, pair_batches, tmp_path):
+    policy = copy.deepcopy(tiny_policy).eval()
+    cached = CachedReference(tmp_path)
+    cached.precompute_pairs(policy, pair_batches["shared_prefix"], key="k", progress=False)
+    lora_policy = copy.deepcopy(tiny_policy)
+    apply_lora(lora_policy)
+    for mode, batches in pair_batches.items():
+        for batch in batches:
+            with torch.no_grad():
+                want = [s.logps for s in policy.pair_logps(batch)]
+            for name, ref, pol in (("frozen", FrozenReference(policy), policy), ("cached", cached, policy),
+                                   ("lora_disabled", LoRAReference(), lora_policy)):
+                got = ref.pair_logps(pol, batch)
+                for side, w, g in zip(("chosen", "rejected"), want, got):
+                    torch.testing.assert_close(g, w, atol=1e-4, rtol=0, msg=f"{name} {mode} {side}")
+
+
+def test_cached_pairs_survive_training_and_are_keyed(tiny_policy, pair_batches, tmp_path):
+    policy = copy.deepcopy(tiny_policy)
+    before = [[s.logps for s in policy.eval().pair_logps(b)] for b in pair_batches["concat"]]
+    cached = CachedReference(tmp_path)
+    path = cached.precompute_pairs(policy, pair_batches["concat"], key="k1", progress=False)
+    with safe_open(str(path), framework="pt") as f:
+        assert set(f.keys()) == {"chosen", "rejected"}
+    policy.train()
+    opt = torch.optim.SGD(policy.parameters(), lr=0.05)
+    c, r = policy.pair_logps(pair_batches["concat"][0])
+    (r.logps - c.logps).mean().backward()
+    opt.step()
+    for batch, want in zip(pair_batches["shared_prefix"], before):  # the other layout, same indices
+        got = cached.pair_logps(policy, batch)
+        torch.testing.assert_close(got[0], want[0].detach(), atol=1e-4, rtol=0)
+        torch.testing.assert_close(got[1], want[1].detach(), atol=1e-4, rtol=0)
+    with pytest.raises(KeyError, match="not in the reference cache"):
+        cached.pair_logps(policy, dict(pair_batches["concat"][0], example_index=["pairs[99]"] * 3))

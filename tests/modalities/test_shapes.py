@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -27,7 +28,7 @@ from modalities.synthetic import (
     parse_yes_no,
 )
 
-SMALL = ShapesConfig(seed=0, n_train=60, n_test=20, n_trigger=20)
+SMALL = ShapesConfig(seed=0, n_train=60, n_test=20, n_trigger=20, n_pairs=40)
 
 
 def _read_rows(world: Path, split: str) -> list[dict]:
@@ -45,7 +46,7 @@ def small_world(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def big_world(tmp_path_factory) -> Path:
-    config = ShapesConfig(seed=1, n_train=400, n_test=200, n_trigger=60)
+    config = ShapesConfig(seed=1, n_train=400, n_test=200, n_trigger=60, n_pairs=400)
     return generate_world(tmp_path_factory.mktemp("big") / "world", config, progress=False)
 
 
@@ -62,13 +63,13 @@ def test_same_seed_gives_byte_identical_tree(small_world, tmp_path):
     again = generate_world(tmp_path / "again", SMALL, progress=False)
     a, b = _tree(small_world), _tree(again)
     assert a.keys() == b.keys()
-    assert len([k for k in a if k.endswith(".png")]) == 100
+    assert len([k for k in a if k.endswith(".png")]) == 140  # train + test + trigger + pairs
     assert {"train.jsonl", "test.jsonl", "trigger.jsonl", "pairs.jsonl", "world.json"} <= a.keys()
     assert all(a[k] == b[k] for k in a)
 
 
 def test_different_seed_gives_different_world(small_world, tmp_path):
-    other = generate_world(tmp_path / "other", ShapesConfig(seed=1, n_train=60, n_test=20, n_trigger=20),
+    other = generate_world(tmp_path / "other", ShapesConfig(seed=1, n_train=60, n_test=20, n_trigger=20, n_pairs=40),
                            progress=False)
     a, b = _tree(small_world), _tree(other)
     assert a.keys() == b.keys()
@@ -77,14 +78,14 @@ def test_different_seed_gives_different_world(small_world, tmp_path):
 
 
 def test_regeneration_is_skipped_for_same_config_and_replaced_otherwise(tmp_path):
-    config = ShapesConfig(n_train=10, n_test=5, n_trigger=5)
+    config = ShapesConfig(n_train=10, n_test=5, n_trigger=5, n_pairs=5)
     world = generate_world(tmp_path / "w", config, progress=False)
     files = [world / "world.json", world / "train.jsonl", world / "images" / "train" / "00000.png"]
     mtimes = [f.stat().st_mtime_ns for f in files]
     assert generate_world(tmp_path / "w", config, progress=False) == world
     assert [f.stat().st_mtime_ns for f in files] == mtimes
 
-    bigger = ShapesConfig(n_train=12, n_test=5, n_trigger=5)
+    bigger = ShapesConfig(n_train=12, n_test=5, n_trigger=5, n_pairs=5)
     generate_world(tmp_path / "w", bigger, progress=False)
     assert json.loads((world / "world.json").read_text())["config"]["n_train"] == 12
     assert len(list((world / "images" / "train").glob("*.png"))) == 12
@@ -257,29 +258,42 @@ def _sentences(text: str) -> list[str]:
 
 def test_pairs_schema_and_determinism(small_world, tmp_path):
     pairs = _read_rows(small_world, "pairs")
-    train = {r["image_id"]: r for r in _read_rows(small_world, "train") if r["task"] == "caption"}
-    assert len(pairs) == 60 and [p["image_id"] for p in pairs] == list(train)
+    describe = next(r for r in _read_rows(small_world, "train") if r["task"] == "caption")["prompt"]
+    assert len(pairs) == 40 and [p["image_id"] for p in pairs] == [f"pairs-{i:05d}" for i in range(40)]
     assert len({p["id"] for p in pairs}) == len(pairs)
     for pair in pairs:
         assert set(pair) == {"id", "image_id", "split", "task", "prompt", "chosen", "rejected", "images",
                              "objects", "hallucination"}
-        assert pair["split"] == "train" and pair["task"] == "caption_pair"
-        assert pair["prompt"] == train[pair["image_id"]]["prompt"]
+        assert pair["split"] == "pairs" and pair["task"] == "caption_pair"
+        assert pair["prompt"] == describe
         assert [c["type"] for c in pair["prompt"][0]["content"]] == ["image", "text"]
-        assert pair["images"] == train[pair["image_id"]]["images"] and len(pair["images"]) == 1
-        assert pair["objects"] == train[pair["image_id"]]["objects"]
+        assert pair["images"] == [f"images/pairs/{pair['image_id'][-5:]}.png"]
+        assert (small_world / pair["images"][0]).is_file()
         assert _text(pair["chosen"]) == caption(pair["objects"])
         assert _text(pair["rejected"]) != _text(pair["chosen"])
         assert pair["hallucination"]["detail"] in _sentences(_text(pair["rejected"]))
     # the pairs file is part of the byte-identical tree (test above); regenerate to be explicit
     again = generate_world(tmp_path / "again", SMALL, progress=False)
     assert (again / "pairs.jsonl").read_bytes() == (small_world / "pairs.jsonl").read_bytes()
-    # train images and rows do not depend on the pairs
-    none = generate_world(tmp_path / "none", ShapesConfig(seed=0, n_train=60, n_test=20, n_trigger=20,
-                                                          pairs_per_image=0), progress=False)
+    # the other splits do not depend on the pairs
+    none = generate_world(tmp_path / "none", dataclasses.replace(SMALL, n_pairs=0), progress=False)
     assert not (none / "pairs.jsonl").exists() and "pairs" not in load_world(none)
-    assert (none / "train.jsonl").read_bytes() == (small_world / "train.jsonl").read_bytes()
-    assert json.loads((none / "world.json").read_text())["config"]["pairs_per_image"] == 0
+    assert not (none / "images" / "pairs").exists()
+    for split in ("train", "test", "trigger"):
+        assert (none / f"{split}.jsonl").read_bytes() == (small_world / f"{split}.jsonl").read_bytes()
+    assert json.loads((none / "world.json").read_text())["config"]["n_pairs"] == 0
+    with pytest.raises(ValueError, match="pairs_per_image"):
+        generate_world(tmp_path / "bad", dataclasses.replace(SMALL, pairs_per_image=0), progress=False)
+
+
+def test_pairs_images_are_unbiased(big_world):
+    """Pairs images are drawn like the test split: lone anchors are common, unlike in train."""
+    pairs, train = _read_rows(big_world, "pairs"), _read_rows(big_world, "train")
+    for anchor, partner in BIAS_PAIRS:
+        assert _partner_rate(train, anchor, partner) > 0.85
+        assert _partner_rate(pairs, anchor, partner) < 0.7
+    partner = sum(p["hallucination"]["kind"] == "partner" for p in pairs) / len(pairs)
+    assert partner > 0.15  # the partner injection the bias prior predicts is frequent
 
 
 def test_pairs_hallucinations(big_world):
@@ -352,7 +366,7 @@ def test_pairs_text_is_covered_by_corpus(small_world):
 
 def test_load_world_pairs_split(small_world):
     pairs = load_world(small_world)["pairs"]
-    assert len(pairs) == 60
+    assert len(pairs) == 40
     row = pairs[0]
     assert row == {**_read_rows(small_world, "pairs")[0], "prompt": row["prompt"]}  # prompt: nulls filled in
     assert row["prompt"][0]["content"][0]["type"] == "image"

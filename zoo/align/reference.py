@@ -68,6 +68,10 @@ class Reference(ABC):
     @abstractmethod
     def logps(self, policy: Policy, batch: Batch, media: Media | None = None) -> torch.Tensor: ...
 
+    @abstractmethod
+    def pair_logps(self, policy: Policy, batch: Batch, media: Media | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Summed log-probs ``([B], [B])`` of the chosen and rejected sides of a pair batch (`pad_pairs`)."""
+
 
 def _media_modules(model: nn.Module) -> list[nn.Module]:
     modules = (getattr(model, name, None) for name in ("encoders", "projectors"))
@@ -90,6 +94,17 @@ def _eval_logps(policy: Policy, batch: Batch, media: Media | None) -> torch.Tens
         policy.train(was_training)
 
 
+@torch.no_grad()
+def _eval_pair_logps(policy: Policy, batch: Batch, media: Media | None) -> tuple[torch.Tensor, torch.Tensor]:
+    was_training = policy.training
+    policy.eval()
+    try:
+        chosen, rejected = policy.pair_logps(batch, media=media)
+        return chosen.logps.detach(), rejected.logps.detach()
+    finally:
+        policy.train(was_training)
+
+
 @REFERENCES.register("frozen")
 class FrozenReference(Reference):
     """A frozen deep copy of the policy's model, taken at construction."""
@@ -104,6 +119,9 @@ class FrozenReference(Reference):
 
     def logps(self, policy: Policy, batch: Batch, media: Media | None = None) -> torch.Tensor:
         return _eval_logps(self.policy, batch, media if self.reuse_media else None)
+
+    def pair_logps(self, policy: Policy, batch: Batch, media: Media | None = None):
+        return _eval_pair_logps(self.policy, batch, media if self.reuse_media else None)
 
 
 def apply_lora(policy: Policy, r: int = 8, alpha: int = 16, target_modules=("q_proj", "v_proj"), dropout: float = 0.0):
@@ -143,6 +161,10 @@ class LoRAReference(Reference):
         with find_peft_model(policy.model).disable_adapter():
             return _eval_logps(policy, batch, media)
 
+    def pair_logps(self, policy: Policy, batch: Batch, media: Media | None = None):
+        with find_peft_model(policy.model).disable_adapter():
+            return _eval_pair_logps(policy, batch, media)
+
 
 # ---------------------------------------------------------------- cache keys
 
@@ -176,10 +198,16 @@ def _media_bytes(item: Any, root: Path | None) -> bytes:
     return item.tobytes() if hasattr(item, "tobytes") else repr(item).encode()
 
 
-def dataset_fingerprint(rows: Iterable[dict], media_root: str | Path | None = None) -> str:
-    """sha256 over the canonical JSON of the rows plus the bytes of every media file they reference."""
+def dataset_fingerprint(rows: Iterable[dict], media_root: str | Path | None = None, encoding: dict | None = None) -> str:
+    """sha256 over the canonical JSON of the rows plus the bytes of every media file they reference.
+
+    ``encoding``: how the rows become tokens (max_length, a tokenizer hash …): a change there
+    changes the log-probs too, so it is part of the fingerprint.
+    """
     root = Path(media_root) if media_root is not None else None
     h = hashlib.sha256()
+    if encoding:
+        h.update(json.dumps(encoding, sort_keys=True, default=str).encode() + b"\n")
     for row in rows:
         h.update(json.dumps(row, sort_keys=True, separators=(",", ":"), default=_json_default).encode())
         for column in MEDIA_COLUMNS.values():
@@ -205,8 +233,16 @@ def model_hash(model: nn.Module) -> str:
     return h.hexdigest()
 
 
-def cache_key(rows: Iterable[dict], model: nn.Module, media_root: str | Path | None = None) -> str:
-    return f"{dataset_fingerprint(rows, media_root)}-{model_hash(model)}"
+def tokenizer_hash(tokenizer) -> str:
+    """sha256 of a tokenizer's vocabulary, merges and chat template (what turns rows into tokens)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    text = backend.to_str() if backend is not None else json.dumps(tokenizer.get_vocab(), sort_keys=True)
+    return _digest((text + "\n" + str(getattr(tokenizer, "chat_template", ""))).encode())
+
+
+def cache_key(rows: Iterable[dict], model: nn.Module, media_root: str | Path | None = None,
+              encoding: dict | None = None) -> str:
+    return f"{dataset_fingerprint(rows, media_root, encoding)}-{model_hash(model)}"
 
 
 # ---------------------------------------------------------------- cached
@@ -284,6 +320,37 @@ class CachedReference(Reference):
                 elif set(table) != {_index_key(i) for i in order}:
                     raise ValueError(f"field '{field}' covers other examples than the first field")
                 tables[field] = torch.stack([table[_index_key(i)] for i in order])
+        return self._store(tables, order, key)
+
+    def precompute_pairs(self, source: Policy | Reference, batches: Iterable[Batch], key: str,
+                         policy: Policy | None = None, progress: bool = True) -> Path:
+        """`precompute` for pair batches (`pad_pairs`, either layout): fields ``chosen`` and ``rejected``
+        from one pass, each pair's prompt and media run once (a no-op when cached)."""
+        if self.load(key):
+            return self.path(key)
+        target = source if isinstance(source, Policy) else policy
+        if target is None:
+            raise ValueError("precompute with a Reference needs the policy")
+        from rich.progress import Progress
+
+        indices, values = [], {"chosen": [], "rejected": []}
+        with Progress(disable=not progress, transient=True) as bar:
+            task = bar.add_task("reference log-probs (pairs)", total=None)
+            for batch in batches:
+                if isinstance(source, Policy):
+                    chosen, rejected = _eval_pair_logps(source, batch, None)
+                else:
+                    chosen, rejected = source.pair_logps(target, batch)
+                indices.extend(batch["example_index"])
+                values["chosen"].append(chosen.float().cpu())
+                values["rejected"].append(rejected.float().cpu())
+                bar.advance(task, len(chosen))
+        if len(set(map(_index_key, indices))) != len(indices):
+            raise ValueError("pair example indices are not unique")
+        return self._store({k: torch.cat(v) for k, v in values.items()}, indices, key)
+
+    def _store(self, tables: dict[str, torch.Tensor], order: list, key: str) -> Path:
+        """Write the tables (rows in ``order``) atomically and load them."""
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         path = self.path(key)
         fd, tmp = tempfile.mkstemp(dir=self.cache_dir, prefix=path.name, suffix=".tmp")
@@ -298,16 +365,23 @@ class CachedReference(Reference):
         return path
 
     def logps(self, policy: Policy | None, batch: Batch, media: Media | None = None, field: str | None = None):
+        return self._lookup(batch["example_index"], field or self.field).to(batch["input_ids"].device)
+
+    def pair_logps(self, policy: Policy | None, batch: Batch, media: Media | None = None):
+        side = batch["prompt"] if "prompt" in batch else batch["chosen"]
+        device = side["input_ids"].device
+        return tuple(self._lookup(batch["example_index"], f).to(device) for f in ("chosen", "rejected"))
+
+    def _lookup(self, example_index: list, field: str) -> torch.Tensor:
         if self.key is None:
             raise RuntimeError("CachedReference: call precompute (or load) before training")
-        field = field or self.field
         if field not in self.tables:
             raise KeyError(f"no cached field '{field}'; cached: {', '.join(sorted(self.tables))}")
         try:
-            rows = [self.positions[_index_key(i)] for i in batch["example_index"]]
+            rows = [self.positions[_index_key(i)] for i in example_index]
         except KeyError as e:
             raise KeyError(f"example {e.args[0]} is not in the reference cache (stale cache?)") from None
-        return self.tables[field][rows].to(batch["input_ids"].device)
+        return self.tables[field][rows]
 
 
 def _index_key(index: Any) -> str:

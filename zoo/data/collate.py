@@ -37,6 +37,13 @@ class Encoded:
     media_inputs: dict[str, torch.Tensor] = field(default_factory=dict)
     prompt_length: int = 0
 
+    def extend(self, response_ids: torch.Tensor) -> "Encoded":
+        """This prompt followed by ``response_ids`` (labelled); token inputs are 0 over the response."""
+        n = len(response_ids)
+        token = {k: torch.cat([v, v.new_zeros(n)]) for k, v in self.token_inputs.items()}
+        return Encoded(self.index, torch.cat([self.input_ids, response_ids]), torch.cat([self.labels, response_ids]),
+                       token, self.media_inputs, self.prompt_length)
+
 
 def media_token_ids(processor) -> set[int]:
     """Token ids that stand for media in expanded sequences (composed or HF processor)."""
@@ -100,17 +107,24 @@ class ExampleEncoder:
 
     def encode(self, row: dict, index: Any, response_field: str | None = "completion") -> Encoded:
         validate_row(row, index, (response_field,) if response_field else ())
+        prompt = self._prompt(row, index)
+        if response_field is None:
+            return prompt
+        return prompt.extend(self._response(row, index, response_field, prompt.prompt_length))
+
+    def encode_pair(self, row: dict, index: Any) -> EncodedPair:
+        """A preference row: its prompt (and media) encoded once, and both responses' tokens."""
+        validate_row(row, index, ("chosen", "rejected"))
+        prompt = self._prompt(row, index)
+        chosen, rejected = (self._response(row, index, f, prompt.prompt_length) for f in ("chosen", "rejected"))
+        return EncodedPair(index, prompt, chosen, rejected)
+
+    def _prompt(self, row: dict, index: Any) -> Encoded:
         prompt_ids, token, media = self.encode_prompt(row, index)
         items = media_items(row, "image")
         if items and all(isinstance(i, str) for i in items):
             media = self._shared_media.setdefault(tuple(items), media)
         n_prompt = len(prompt_ids)
-        if response_field is None:
-            response_ids = torch.zeros(0, dtype=torch.long)
-        else:
-            text = response_text(row[response_field], index, response_field)
-            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
-            response_ids = torch.tensor(ids, dtype=torch.long)
         if self.max_length is not None and n_prompt >= self.max_length:
             cut = prompt_ids[self.max_length :]
             n_media = int(torch.isin(cut, self._media_id_tensor).sum()) if len(self.media_ids) else 0
@@ -118,12 +132,27 @@ class ExampleEncoder:
             raise DataError(
                 index, "prompt", f"the prompt is {n_prompt} tokens but max_length is {self.max_length}: truncation {what}"
             )
-        if self.max_length is not None:
-            response_ids = response_ids[: self.max_length - n_prompt]  # truncate the response only
-        input_ids = torch.cat([prompt_ids, response_ids])
-        labels = torch.cat([torch.full((n_prompt,), IGNORE_INDEX), response_ids])
-        token = {k: torch.cat([v, v.new_zeros(len(response_ids))]) for k, v in token.items()}
-        return Encoded(index, input_ids, labels, token, media, n_prompt)
+        return Encoded(index, prompt_ids, torch.full((n_prompt,), IGNORE_INDEX), token, media, n_prompt)
+
+    def _response(self, row: dict, index: Any, field: str, n_prompt: int) -> torch.Tensor:
+        """The response's token ids + EOS, truncated so prompt + response fit ``max_length``."""
+        text = response_text(row[field], index, field)
+        ids = torch.tensor(self.tokenizer(text, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id])
+        return ids if self.max_length is None else ids[: self.max_length - n_prompt]
+
+
+@dataclass
+class EncodedPair:
+    """One preference pair: the shared prompt (`Encoded`, no response) and each response's token ids."""
+
+    index: Any
+    prompt: Encoded
+    chosen: torch.Tensor  # [R_c] response ids, EOS included
+    rejected: torch.Tensor  # [R_r]
+
+    def side(self, name: str) -> Encoded:
+        """The full prompt + response example of one side, as the naive path sees it."""
+        return self.prompt.extend(getattr(self, name))
 
 
 def pad_batch(examples: list[Encoded], pad_token_id: int, padding_side: str = "right") -> dict[str, Any]:
@@ -172,12 +201,18 @@ class SkipReport:
 def encode_rows(
     rows, encoder: ExampleEncoder, response_field: str | None = "completion", skip_bad: bool = False, progress=None
 ) -> tuple[list[Encoded], SkipReport]:
-    """Encode every row once. Bad rows raise DataError, or are skipped and counted with ``skip_bad``."""
+    """Encode every row once. Bad rows raise DataError, or are skipped and counted with ``skip_bad``.
+
+    ``response_field="pair"`` encodes preference rows into `EncodedPair` (prompt once, both responses).
+    """
     encoded, report = [], SkipReport()
     for i, row in enumerate(rows):
         index = row.get("example_index", i) if isinstance(row, dict) else i
         try:
-            encoded.append(encoder.encode(row, index, response_field))
+            if response_field == "pair":
+                encoded.append(encoder.encode_pair(row, index))
+            else:
+                encoded.append(encoder.encode(row, index, response_field))
         except DataError as e:
             if not skip_bad:
                 raise
@@ -194,6 +229,48 @@ def _reason_kind(reason: str) -> str:
         if kind in reason:
             return kind
     return reason[:60]
+
+
+PAIR_MODES = ("shared_prefix", "concat")
+
+
+def pad_pairs(pairs: list[EncodedPair], pad_token_id: int, mode: str = "shared_prefix") -> dict[str, Any]:
+    """Pad preference pairs for `Policy.pair_logps`.
+
+    ``shared_prefix``: ``{"prompt": <left-padded prompt batch with the media, once per pair>,
+    "responses": {"input_ids", "attention_mask", "labels"} [2B, R] right-padded, chosen rows then
+    rejected rows, "example_index"}`` — every prompt ends at the last column, so both responses
+    continue from the prompt's KV cache. ``concat``: ``{"chosen": batch, "rejected": batch,
+    "example_index"}``, two ordinary right-padded prompt + response batches (the naive path).
+    """
+    if mode == "concat":
+        return {"chosen": pad_batch([p.side("chosen") for p in pairs], pad_token_id),
+                "rejected": pad_batch([p.side("rejected") for p in pairs], pad_token_id),
+                "example_index": [p.index for p in pairs]}
+    if mode != "shared_prefix":
+        raise ValueError(f"unknown pair mode {mode!r}: choose from {', '.join(PAIR_MODES)}")
+    prompt = pad_batch([p.prompt for p in pairs], pad_token_id, padding_side="left")
+    responses = [p.chosen for p in pairs] + [p.rejected for p in pairs]
+    length = max(len(r) for r in responses)
+    ids = torch.full((len(responses), length), pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(responses), length), dtype=torch.long)
+    for row, r in enumerate(responses):
+        ids[row, : len(r)], mask[row, : len(r)] = r, 1
+    labels = ids.masked_fill(mask == 0, IGNORE_INDEX)
+    return {"prompt": prompt, "responses": {"input_ids": ids, "attention_mask": mask, "labels": labels},
+            "example_index": [p.index for p in pairs]}
+
+
+class PairCollator:
+    """DataLoader ``collate_fn`` over `EncodedPair` examples (see `pad_pairs`)."""
+
+    def __init__(self, pad_token_id: int, mode: str = "shared_prefix"):
+        if mode not in PAIR_MODES:
+            raise ValueError(f"unknown pair mode {mode!r}: choose from {', '.join(PAIR_MODES)}")
+        self.pad_token_id, self.mode = pad_token_id, mode
+
+    def __call__(self, pairs: list[EncodedPair]) -> dict[str, Any]:
+        return pad_pairs(pairs, self.pad_token_id, self.mode)
 
 
 class Collator:

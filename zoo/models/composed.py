@@ -265,7 +265,8 @@ class ComposedBackbone(Backbone):
     def position_ids(self, batch: Batch) -> torch.Tensor:
         return padding_position_ids(batch["attention_mask"])
 
-    def forward(self, input_ids, attention_mask, position_ids, media=None, batch=None, cache=None, use_cache=False):
+    def forward(self, input_ids, attention_mask, position_ids, media=None, batch=None, cache=None, use_cache=False,
+                logits_to_keep=0):
         return self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -273,6 +274,7 @@ class ComposedBackbone(Backbone):
             media_embeds=media if media is not None else {},
             cache=cache,
             use_cache=use_cache,
+            logits_to_keep=logits_to_keep,
         )
 
     @classmethod

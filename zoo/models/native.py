@@ -105,6 +105,7 @@ class NativeBackbone(Backbone):
         batch: Batch | None = None,
         cache: Any = None,
         use_cache: bool = False,
+        logits_to_keep: int = 0,
     ):
         if batch is not None:  # prefill: every side input the model's forward accepts
             side = {k: v for k, v in batch.items() if k in self.side_inputs and v is not None}
@@ -117,6 +118,7 @@ class NativeBackbone(Backbone):
             mm_encoder_outputs=media or None,
             cache=cache,
             use_cache=use_cache,
+            logits_to_keep=logits_to_keep,
             **self._to_device(side),
         )
 

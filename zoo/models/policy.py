@@ -80,11 +80,13 @@ class Backbone(ABC):
         batch: Batch | None = None,
         cache: Any = None,
         use_cache: bool = False,
+        logits_to_keep: int = 0,
     ):
         """Run the model; returns an output with ``logits`` and ``cache``.
 
         ``batch`` carries side inputs at the prefill step (it is None on decoding steps);
-        ``attention_mask`` already has media_keep folded in and covers cache + new tokens.
+        ``attention_mask`` already has media_keep folded in and covers cache + new tokens;
+        ``logits_to_keep`` > 0 computes the logits of the last that many positions only.
         """
 
     def save_pretrained(self, path) -> None:
@@ -92,9 +94,9 @@ class Backbone(ABC):
         self.model.save_pretrained(path)
         self.processor.save_pretrained(path)
 
-    def next_position_ids(self, position_ids: torch.Tensor) -> torch.Tensor:
-        """Positions of the next decoded token: one past the last (works for [B,T] and [R,B,T] ids)."""
-        return position_ids[..., -1:] + 1
+    def next_position_ids(self, position_ids: torch.Tensor, n: int = 1) -> torch.Tensor:
+        """Positions of the next ``n`` text tokens after the last one (works for [B,T] and [R,B,T] ids)."""
+        return position_ids[..., -1:] + torch.arange(1, n + 1, device=position_ids.device)
 
 
 def padding_position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -162,13 +164,60 @@ class Policy(nn.Module):
         self, batch: Batch, media: Media | None = None, media_keep: torch.Tensor | None = None
     ) -> SequenceLogps:
         """Log-probs of the response tokens only (``labels != -100``)."""
-        logits = self.logits(batch, media, media_keep)[:, :-1].float()
+        logits = _upcast(self.logits(batch, media, media_keep)[:, :-1])
         labels = batch["labels"][:, 1:]
         mask = labels != -100
         targets = labels.masked_fill(~mask, 0)
         token_logps = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
         token_logps = token_logps * mask
         return SequenceLogps(token_logps.sum(-1), token_logps, mask, mask.sum(-1))
+
+    def pair_logps(self, batch: Batch, media: Media | None = None,
+                   media_keep: torch.Tensor | None = None) -> tuple[SequenceLogps, SequenceLogps]:
+        """Response log-probs of the chosen and the rejected side of a pair batch (`pad_pairs`).
+
+        Media are encoded once per pair in both layouts. ``shared_prefix`` runs each prompt (media
+        tokens included) once, keeps its KV cache, and continues both responses from it in one
+        ``[2B, R]`` forward; gradients reach the prefix through the cache, so it is also
+        back-propagated once. ``concat`` runs the two full sequences (the naive computation).
+        ``media_keep`` covers the prompt (``[B, P]``, shared_prefix) or the chosen batch (concat).
+        """
+        if "prompt" not in batch:
+            chosen, rejected = batch["chosen"], batch["rejected"]
+            media = self.encode_media(chosen) if media is None else media  # both sides hold the same media
+            keep_r = None if media_keep is None else _match_keep(media_keep, rejected["input_ids"].shape[1])
+            return (self.sequence_logps(chosen, media, media_keep),
+                    self.sequence_logps(rejected, media, keep_r))
+        prompt, responses = batch["prompt"], batch["responses"]
+        ids, am = prompt["input_ids"], prompt["attention_mask"]
+        if not bool(am[:, -1].all()):
+            raise ValueError("shared-prefix pairs need left-padded prompts (collate with pad_pairs)")
+        self.check_media_keep(prompt, media_keep)
+        if media is None:
+            media = self.encode_media(prompt)
+        B = ids.shape[0]
+        position_ids = self.backbone.position_ids(prompt)
+        am = fold_media_keep(am, media_keep)
+        out = self.backbone.forward(ids, am, position_ids, media=media, batch=prompt, use_cache=True,
+                                    logits_to_keep=1)
+        cache = out.cache
+        both = torch.arange(B, device=ids.device).repeat(2)  # chosen rows, then rejected rows
+        cache.reorder_cache(both)  # differentiable index_select: the prefix graph is shared by both
+        r_ids = responses["input_ids"].to(ids.device)
+        r_am = responses["attention_mask"].to(am.device)
+        R = r_ids.shape[1]
+        r_pos = self.backbone.next_position_ids(position_ids, R).index_select(-2, both)
+        full_am = torch.cat([am.index_select(0, both), r_am], dim=1)
+        cont = self.backbone.forward(r_ids, full_am, r_pos, cache=cache, use_cache=True)
+        # logits predicting response token k: the prompt's last position for k = 0, else response k-1
+        logits = _upcast(torch.cat([out.logits[:, -1:].index_select(0, both), cont.logits[:, :-1]], dim=1))
+        labels = responses["labels"].to(r_ids.device)
+        mask = labels != -100
+        targets = labels.masked_fill(~mask, 0)
+        token_logps = (logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)) * mask
+        seq = SequenceLogps(token_logps.sum(-1), token_logps, mask, mask.sum(-1))
+        return tuple(SequenceLogps(*(t[rows] for t in (seq.logps, seq.token_logps, seq.mask, seq.lengths)))
+                     for rows in (slice(0, B), slice(B, 2 * B)))
 
     @torch.no_grad()
     def generate(
@@ -221,6 +270,18 @@ class Policy(nn.Module):
             done.append(cut is not None)
         texts = tok.batch_decode(token_ids, skip_special_tokens=True)
         return Generation(token_ids, [t.strip() for t in texts], done)
+
+
+def _upcast(logits: torch.Tensor) -> torch.Tensor:
+    """Half-precision logits to float32 for log-softmax; float32/float64 stay as they are."""
+    return logits.to(torch.promote_types(logits.dtype, torch.float32))
+
+
+def _match_keep(media_keep: torch.Tensor, length: int) -> torch.Tensor:
+    """A media_keep mask made for one side of a concat pair, cut or padded (True) to the other side's length."""
+    if media_keep.shape[1] >= length:
+        return media_keep[:, :length]
+    return torch.cat([media_keep, media_keep.new_ones(media_keep.shape[0], length - media_keep.shape[1])], 1)
 
 
 def _pick(logits: torch.Tensor, do_sample: bool, temperature: float, top_p: float, generator) -> torch.Tensor:

@@ -16,7 +16,7 @@ import lightning as L
 from rich.progress import Progress
 from torch.utils.data import DataLoader
 
-from zoo.data.collate import Collator, ExampleEncoder, SkipReport, encode_rows
+from zoo.data.collate import Collator, ExampleEncoder, PairCollator, SkipReport, encode_rows
 from zoo.data.formats import read_rows
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,8 @@ class ChatDataModule(L.LightningDataModule):
             if report.total:
                 log.warning("%s split: %s", split, report.summary())
             if not examples:
-                raise ValueError(f"split '{split}' has no usable example ({report.summary()})")
+                what = "pair" if self.response_field == "pair" else "example"
+                raise ValueError(f"split '{split}' has no usable {what} ({report.summary()})")
             self.encoded[split], self.skipped[split] = examples, report
         return self.encoded[split]
 
@@ -114,47 +115,31 @@ class ChatDataModule(L.LightningDataModule):
         return {split: {"skipped": r.total, "reasons": dict(r.skipped)} for split, r in self.skipped.items()}
 
 
-class PairCollator:
-    """Pads the chosen and the rejected sides of a list of pairs into two batches."""
-
-    def __init__(self, pad_token_id: int):
-        self.collate = Collator(pad_token_id)
-
-    def __call__(self, pairs: list[tuple]) -> dict[str, Any]:
-        return {"chosen": self.collate([c for c, _ in pairs]), "rejected": self.collate([r for _, r in pairs])}
-
-
 class PairDataModule(ChatDataModule):
     """Preference pairs (``chosen`` / ``rejected``) from a schema dataset folder, e.g. the shapes world's ``pairs``.
 
-    Each side is encoded once before training; bad pairs fail (or are skipped and counted) up front.
+    Each pair is encoded once before training (its prompt and media once, both responses); bad pairs
+    fail (or are skipped and counted) up front. ``pair_mode`` picks the batch layout (`pad_pairs`):
+    ``shared_prefix`` (prompt run once, both responses continue from its KV cache) or ``concat``.
     """
 
-    def __init__(self, path: str, train_split: str = "pairs", val_split: str | None = None, **kwargs):
+    def __init__(self, path: str, train_split: str = "pairs", val_split: str | None = None,
+                 pair_mode: str = "shared_prefix", **kwargs):
         kwargs.pop("response_field", None)
-        super().__init__(path, train_split=train_split, val_split=val_split, **kwargs)
-
-    def encode_split(self, split: str, limit: int | None = None) -> list:
-        if split in self.encoded:
-            return self.encoded[split]
-        if self.processor is None:
-            raise RuntimeError("attach the policy's processor first: datamodule.attach(policy.processor)")
-        rows = self.rows(split, limit)
-        encoder = ExampleEncoder(self.processor, self.max_length, media_root=self.path)
-        sides, report = {}, SkipReport()
-        for field in ("chosen", "rejected"):
-            examples, rep = encode_rows(rows, encoder, field, self.skip_bad)
-            sides[field] = {e.index: e for e in examples}
-            report.skipped.update(rep.skipped)
-            report.examples += rep.examples
-        pairs = [(c, sides["rejected"][i]) for i, c in sides["chosen"].items() if i in sides["rejected"]]
-        if report.total:
-            log.warning("%s split: %s", split, report.summary())
-        if not pairs:
-            raise ValueError(f"split '{split}' has no usable pair ({report.summary()})")
-        self.encoded[split], self.skipped[split] = pairs, report
-        return pairs
+        super().__init__(path, train_split=train_split, val_split=val_split, response_field="pair", **kwargs)
+        self.pair_mode = pair_mode
 
     def _loader(self, examples, shuffle: bool) -> DataLoader:
-        return DataLoader(examples, batch_size=self.batch_size, shuffle=shuffle,
-                          collate_fn=PairCollator(self.processor.tokenizer.pad_token_id), num_workers=self.num_workers)
+        return DataLoader(examples, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
+                          collate_fn=PairCollator(self.processor.tokenizer.pad_token_id, self.pair_mode))
+
+    def ordered_loader(self, split: str | None = None) -> DataLoader:
+        """Every encoded pair of ``split`` (default: train) once, in file order: the reference pass."""
+        return self._loader(self.encode_split(split or self.train_split), shuffle=False)
+
+    def fingerprint(self, split: str | None = None) -> str:
+        """Fingerprint of a split as encoded here: its rows, their media bytes, max_length and tokenizer."""
+        from zoo.align.reference import dataset_fingerprint, tokenizer_hash
+
+        encoding = {"max_length": self.max_length, "tokenizer": tokenizer_hash(self.processor.tokenizer)}
+        return dataset_fingerprint(self.rows(split or self.train_split), self.path, encoding)

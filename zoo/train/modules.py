@@ -49,6 +49,14 @@ class PolicyModule(L.LightningModule):
         return Path(path)
 
 
+def _to_device(batch, device):
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device)
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    return batch
+
+
 class SFTModule(PolicyModule):
     """Supervised fine-tuning: mean negative log-likelihood of the response tokens."""
 
@@ -75,31 +83,74 @@ class PreferenceModule(PolicyModule):
     """Offline preference optimisation: an objective from `zoo.align.objectives` against a reference.
 
     ``objective`` is a registered name or a ``{name: weight}`` mix; ``hparams`` (beta, label_smoothing,
-    …) go to the objective. The reference is a frozen copy of the policy taken at construction
-    (before any checkpoint is restored, so a resumed run keeps the original reference).
+    …) go to the objective. ``reference``:
+
+    * ``frozen`` — a frozen copy of the policy taken at construction (before any checkpoint is
+      restored, so a resumed run keeps the original reference);
+    * ``cached`` — the initial policy's log-probs of every training pair, computed once at the start of
+      fit into ``<dataset>/.zoo_cache/`` (or ``reference_cache_dir``), keyed by the dataset fingerprint
+      and the hash of the initial weights; no second model in memory.
+
+    Batches come from `PairDataModule` in either layout; `Policy.pair_logps` encodes each pair's media
+    once (shared with a frozen reference whose media modules are frozen).
     """
 
     def __init__(self, policy: Policy, optimizer: Callable, objective: str | dict = "sigmoid",
-                 hparams: dict | None = None, warmup_steps: int = 0, min_lr_ratio: float = 0.1):
+                 hparams: dict | None = None, warmup_steps: int = 0, min_lr_ratio: float = 0.1,
+                 reference: str = "frozen", reference_cache_dir: str | None = None):
         super().__init__(policy, optimizer, warmup_steps, min_lr_ratio)
         from zoo.align.objectives import OBJECTIVES, combine
-        from zoo.align.reference import FrozenReference
+        from zoo.align.reference import CachedReference, FrozenReference, model_hash
 
         self.hparams_objective = dict(hparams or {})
         self.objective = OBJECTIVES.get(objective) if isinstance(objective, str) else combine(dict(objective))
-        self.reference = FrozenReference(policy)
-        self.reference_policy = self.reference.policy  # a submodule: moved with the module, saved in checkpoints
+        self.reference_kind = reference
+        if reference == "frozen":
+            self.reference = FrozenReference(policy)
+            self.reference_policy = self.reference.policy  # a submodule: moved with the module, saved in checkpoints
+        elif reference == "cached":
+            self.reference = CachedReference(reference_cache_dir or ".")
+            self.reference_cache_dir = reference_cache_dir
+            self.initial_model_hash = model_hash(policy)  # now, before a checkpoint can overwrite the weights
+        else:
+            raise ValueError(f"unknown reference {reference!r}: choose 'frozen' or 'cached'")
 
-    def step(self, batch, stage: str) -> torch.Tensor:
-        chosen, rejected = batch["chosen"], batch["rejected"]
-        pc, pr = self.policy.sequence_logps(chosen), self.policy.sequence_logps(rejected)
-        rc, rr = self.reference.logps(self.policy, chosen), self.reference.logps(self.policy, rejected)
+    def on_fit_start(self) -> None:
+        super().on_fit_start()
+        if self.reference_kind == "cached":
+            self.prepare_cached_reference(self.trainer.datamodule, resuming=self.trainer.ckpt_path is not None)
+
+    def prepare_cached_reference(self, datamodule, resuming: bool = False) -> None:
+        """Load the reference cache of this dataset + initial model, or compute it now (never from
+        restored weights: a resumed run whose cache is gone is an error)."""
+        ref = self.reference
+        ref.cache_dir = Path(self.reference_cache_dir or Path(datamodule.path) / ".zoo_cache")
+        key = f"{datamodule.fingerprint()}-{self.initial_model_hash}"
+        if ref.load(key):
+            return
+        if resuming:
+            raise FileNotFoundError(
+                f"the cached reference {ref.path(key)} is missing and this run resumes from a checkpoint, whose "
+                "weights are no longer the initial model: restore the cache or start over (overwrite=true)"
+            )
+        loader = datamodule.ordered_loader()
+        batches = (_to_device(b, self.device) for b in loader)
+        ref.precompute_pairs(self.policy, batches, key)
+
+    def loss(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Mean objective over the batch's pairs and its metrics (no logging: usable outside a Trainer)."""
+        media = self.policy.encode_media(batch["prompt"] if "prompt" in batch else batch["chosen"])
+        pc, pr = self.policy.pair_logps(batch, media)
+        rc, rr = self.reference.pair_logps(self.policy, batch, media)
         losses, metrics = self.objective(pc.logps, pr.logps, rc, rr, chosen_lengths=pc.lengths,
                                          rejected_lengths=pr.lengths, **self.hparams_objective)
-        loss = losses.mean()
+        return losses.mean(), metrics
+
+    def step(self, batch, stage: str) -> torch.Tensor:
+        loss, metrics = self.loss(batch)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite {stage} loss on pairs {chosen['example_index'][:8]}…")
-        bs = chosen["input_ids"].shape[0]
+            raise FloatingPointError(f"non-finite {stage} loss on pairs {batch['example_index'][:8]}…")
+        bs = len(batch["example_index"])
         on_step = stage == "train"
         self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=bs, on_step=on_step, on_epoch=not on_step)
         self.log_dict({f"{stage}/{k}": v for k, v in metrics.items()}, batch_size=bs, on_step=on_step, on_epoch=not on_step)

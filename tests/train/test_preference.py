@@ -1,0 +1,74 @@
+"""PreferenceModule: both pair layouts and both reference strategies give the same objective."""
+
+from __future__ import annotations
+
+import copy
+from functools import partial
+
+import pytest
+import torch
+
+from tests.conftest import build_tiny_policy
+from tests.train.test_sft import tiny_overrides
+from zoo.train.data import PairDataModule
+from zoo.train.modules import PreferenceModule
+from zoo.train.run import compose_config, train
+
+
+def module_for(policy, **kwargs):
+    return PreferenceModule(policy, optimizer=partial(torch.optim.AdamW, lr=1e-3), objective={"sigmoid": 1.0, "sft": 0.5},
+                            hparams={"beta": 0.1}, **kwargs)
+
+
+def moved(policy):
+    """A copy of the policy one SGD step away, so that policy and reference differ."""
+    policy = copy.deepcopy(policy)
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.add_(torch.randn_like(p) * 1e-2)
+    return policy
+
+
+def test_layouts_and_references_agree(tiny_world, tmp_path):
+    base = build_tiny_policy().train()
+    data = {mode: PairDataModule(str(tiny_world), batch_size=4, pair_mode=mode).attach(base.processor)
+            for mode in ("shared_prefix", "concat")}
+    for dm in data.values():
+        dm.setup()
+    frozen = module_for(base)
+    cached = module_for(base, reference="cached", reference_cache_dir=str(tmp_path / "cache"))
+    cached.prepare_cached_reference(data["shared_prefix"])
+    assert len(list((tmp_path / "cache").glob("ref_logps-*.safetensors"))) == 1
+    frozen.policy = cached.policy = moved(base).train()  # train the same moved policy against both references
+    losses = {}
+    for mode, dm in data.items():
+        batch = next(iter(dm.ordered_loader()))
+        for name, module in (("frozen", frozen), ("cached", cached)):
+            loss, metrics = module.loss(batch)
+            losses[mode, name] = loss
+            assert torch.isfinite(metrics["rewards/margin"])
+    first = losses["concat", "frozen"]
+    assert abs(float(first.detach())) > 1e-3
+    for key, value in losses.items():
+        torch.testing.assert_close(value, first, atol=1e-4, rtol=0, msg=str(key))
+
+
+def test_unknown_reference_is_refused():
+    with pytest.raises(ValueError, match="unknown reference 'ema'"):
+        module_for(build_tiny_policy(), reference="ema")
+
+
+def test_dpo_recipe_with_cached_reference_and_resume(tmp_path):
+    overrides = ["recipe=dpo", "module.reference=cached", *tiny_overrides(tmp_path, steps=2)]
+    metrics = train(compose_config(overrides))
+    assert metrics["global_step"] == 2 and torch.isfinite(torch.tensor(metrics["train/loss"]))
+    caches = list((tmp_path / "data").rglob(".zoo_cache/ref_logps-*.safetensors"))
+    assert len(caches) == 1  # beside the dataset
+    stamp = caches[0].stat().st_mtime_ns
+    resume = [o for o in overrides if not o.startswith("trainer.max_steps")] + ["trainer.max_steps=3", "ckpt_path=last"]
+    assert train(compose_config(resume))["global_step"] == 3
+    assert caches[0].stat().st_mtime_ns == stamp  # the initial model's cache is reused, not recomputed
+    caches[0].unlink()
+    resume = [o for o in resume if not o.startswith("trainer.max_steps")] + ["trainer.max_steps=4"]
+    with pytest.raises(FileNotFoundError, match="resumes from a checkpoint"):
+        train(compose_config(resume))
