@@ -35,6 +35,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bdhs(args: argparse.Namespace) -> int:
+    from hydra.utils import instantiate
+
+    from zoo.train.run import compose_config
+
+    cfg = compose_config(["recipe=bdhs", *args.overrides])
+    generate = instantiate(cfg.prepare.bdhs_pairs, _partial_=True)
+    policy = instantiate(cfg.model)
+    try:
+        summary = generate(policy=policy)
+    except ValueError as e:
+        print(f"zoo bdhs: {e}", file=sys.stderr)
+        return 2
+    rate = summary["pairs_per_second"]
+    print(f"{summary['pairs']} BDHS pairs in {cfg.prepare.bdhs_pairs.output} · {summary['generated_now']} new in "
+          f"{summary['seconds']} s ({rate if rate is not None else '–'} pairs/s) · mean tries {summary['mean_tries']}")
+    return 0
+
+
 def default_world() -> Path:
     """``$ZOO_DATA/shapes-0`` (or ``data/shapes-0``), the default world of the shapes recipes."""
     return Path(os.environ.get("ZOO_DATA", "data")) / "shapes-0"
@@ -111,6 +130,12 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("train", help="train a recipe: zoo train recipe=sft output_dir=DIR [Hydra overrides]")
     p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. trainer.max_steps=300 model=shapes-vlm")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("bdhs", help="write an offline BDHS pair dataset: zoo bdhs generate model=… [overrides]")
+    p.add_argument("action", choices=["generate"])
+    p.add_argument("overrides", nargs="*", help="Hydra overrides of recipe=bdhs, e.g. model=pretrained "
+                   "model.path=runs/demo/model output_dir=runs/bdhs bdhs.mask_threshold=0.9")
+    p.set_defaults(func=cmd_bdhs)
 
     p = sub.add_parser("world", help="generate a synthetic world: zoo world shapes DIR [--set n_train=100]")
     p.add_argument("world", choices=["shapes"])

@@ -111,6 +111,21 @@ def test_frozen_reuses_media_only_when_exact(tiny_policy, encoded):
         assert torch.equal(ref.logps(policy, batch, media), ref.logps(policy, batch))
 
 
+@pytest.mark.parametrize("arch,towers", [("llava", ("vision_tower", "multi_modal_projector")), ("qwen2_vl", ("visual",))])
+def test_frozen_reuses_native_media_only_when_towers_are_frozen(arch, towers):
+    from zoo.models.native import NativeBackbone, make_tiny_native
+    from zoo.models.policy import Policy
+
+    model, processor = make_tiny_native(arch)
+    policy = Policy(NativeBackbone(model, processor))
+    assert not media_frozen(model)
+    for name in towers[:-1]:
+        getattr(model.model, name).requires_grad_(False)
+    assert not media_frozen(model)  # one tower still trains
+    getattr(model.model, towers[-1]).requires_grad_(False)
+    assert media_frozen(model) and FrozenReference(policy).reuse_media
+
+
 def test_lora_reference_is_the_unadapted_model(tiny_policy, encoded):
     base = copy.deepcopy(tiny_policy)
     policy = copy.deepcopy(tiny_policy)

@@ -166,7 +166,8 @@ def test_generation_honours_media_keep_like_hf_generate(tiny_policy, prompts):
     model.generation_config.eos_token_id = None
     with torch.no_grad():
         hf = model.generate(input_ids=prompts["input_ids"], attention_mask=prompts["attention_mask"],
-                            pixel_values=prompts["pixel_values"], media_keep=keep, max_new_tokens=5, do_sample=False)
+                            pixel_values=prompts["pixel_values"], media_keep=keep, max_new_tokens=5, do_sample=False,
+                            suppress_tokens=tiny_policy.backbone.media_token_ids)  # ours never writes a placeholder
     model.generation_config.eos_token_id = tiny_policy.tokenizer.eos_token_id
     assert hf[:, prompts["input_ids"].shape[1]:].tolist() == ours.token_ids
 

@@ -166,7 +166,9 @@ def test_generate_matches_hf_generate(tiny):
         else:
             alone = torch.arange(n_prompt)[None]
         assert torch.equal(positions[..., i, batch["attention_mask"][i].bool()], alone[..., 0, :])
-        out = policy.model.generate(**inputs, do_sample=False, max_new_tokens=5)[0, n_prompt:].tolist()
+        suppress = policy.backbone.media_token_ids  # ours never writes a media placeholder
+        out = policy.model.generate(**inputs, do_sample=False, max_new_tokens=5,
+                                    suppress_tokens=suppress)[0, n_prompt:].tolist()
         expected = out[: out.index(eos) + 1] if eos in out else out  # compare up to the first stop
         assert gen.token_ids[i] == expected
         assert gen.finished[i] == (eos in expected)

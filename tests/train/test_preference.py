@@ -72,3 +72,41 @@ def test_dpo_recipe_with_cached_reference_and_resume(tmp_path):
     resume = [o for o in resume if not o.startswith("trainer.max_steps")] + ["trainer.max_steps=4"]
     with pytest.raises(FileNotFoundError, match="resumes from a checkpoint"):
         train(compose_config(resume))
+
+
+def test_bdhs_recipes_run_end_to_end(tmp_path, capsys):
+    """Offline: `zoo bdhs generate` writes audited pairs, resumable; recipe=bdhs trains on them.
+    Online: recipe=online_bdhs writes the rejected responses during training."""
+    import json
+
+    from zoo.cli import main
+
+    small = ["bdhs.max_tries=2", "data.world_config.n_pairs=12"]
+    assert main(["bdhs", "generate", *tiny_overrides(tmp_path, steps=2), *small]) == 0
+    out = tmp_path / "run" / "bdhs_pairs"
+    rows = [json.loads(line) for line in (out / "bdhs.jsonl").read_text().splitlines()]
+    meta = json.loads((out / "bdhs.json").read_text())
+    assert len(rows) == meta["pairs"] == 12 and meta["pairs_per_second"] > 0
+    for row in rows:
+        assert {"tries", "similarity", "hidden", "guided", "corruption", "sentences"} <= set(row["bdhs"])
+        assert "hallucination" not in row  # no annotation is carried over
+        assert row["images"][0].startswith("images/pairs/")
+    # resumable: a torn last line is dropped and only the missing rows are made again
+    text = (out / "bdhs.jsonl").read_text().splitlines(keepends=True)
+    (out / "bdhs.jsonl").write_text("".join(text[:5]) + text[5][:20])
+    assert main(["bdhs", "generate", *tiny_overrides(tmp_path, steps=2), *small]) == 0
+    again = [json.loads(line) for line in (out / "bdhs.jsonl").read_text().splitlines()]
+    assert again == rows
+    assert json.loads((out / "bdhs.json").read_text())["generated_now"] == 7
+    assert main(["bdhs", "generate", *tiny_overrides(tmp_path, steps=2), *small, "bdhs.mask_threshold=0.5"]) == 2
+    assert "made with other settings" in capsys.readouterr().err
+
+    metrics = train(compose_config(["recipe=bdhs", *tiny_overrides(tmp_path, steps=2), *small]))
+    assert metrics["global_step"] == 2 and torch.isfinite(torch.tensor(metrics["train/loss"]))
+
+    online = ["recipe=online_bdhs", *tiny_overrides(tmp_path / "online", steps=2), "module.bdhs.max_tries=2",
+              "data.world_config.n_pairs=12", "module.gamma=0.5"]
+    metrics = train(compose_config(online))
+    assert metrics["global_step"] == 2
+    for key in ("train/loss", "train/bdhs/tries", "train/bdhs/similarity", "train/external/rewards/margin"):
+        assert key in metrics and torch.isfinite(torch.tensor(metrics[key])), key

@@ -73,8 +73,14 @@ class Reference(ABC):
         """Summed log-probs ``([B], [B])`` of the chosen and rejected sides of a pair batch (`pad_pairs`)."""
 
 
+# Modules that turn media into language-model inputs: the composed model's, then HF-native names
+# (LLaVA / Gemma 3: vision_tower + multi_modal_projector; Qwen2-VL: visual, its merger included).
+MEDIA_MODULE_NAMES = ("encoders", "projectors", "vision_tower", "visual", "multi_modal_projector", "audio_tower")
+
+
 def _media_modules(model: nn.Module) -> list[nn.Module]:
-    modules = (getattr(model, name, None) for name in ("encoders", "projectors"))
+    owners = [model, getattr(model, "model", None)]  # HF-native models keep them on the inner model
+    modules = (getattr(o, name, None) for o in owners if o is not None for name in MEDIA_MODULE_NAMES)
     return [m for m in modules if isinstance(m, nn.Module)]
 
 

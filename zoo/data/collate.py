@@ -231,7 +231,7 @@ def _reason_kind(reason: str) -> str:
     return reason[:60]
 
 
-PAIR_MODES = ("shared_prefix", "concat")
+PAIR_MODES = ("shared_prefix", "concat", "examples")
 
 
 def pad_pairs(pairs: list[EncodedPair], pad_token_id: int, mode: str = "shared_prefix") -> dict[str, Any]:
@@ -243,6 +243,8 @@ def pad_pairs(pairs: list[EncodedPair], pad_token_id: int, mode: str = "shared_p
     continue from the prompt's KV cache. ``concat``: ``{"chosen": batch, "rejected": batch,
     "example_index"}``, two ordinary right-padded prompt + response batches (the naive path).
     """
+    if mode == "examples":  # the encoded pairs themselves, for trainers that make responses online
+        return {"pairs": list(pairs), "example_index": [p.index for p in pairs]}
     if mode == "concat":
         return {"chosen": pad_batch([p.side("chosen") for p in pairs], pad_token_id),
                 "rejected": pad_batch([p.side("rejected") for p in pairs], pad_token_id),

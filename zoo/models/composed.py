@@ -255,9 +255,13 @@ class ComposedBackbone(Backbone):
     def __init__(self, model: ComposedForConditionalGeneration, processor: ComposedProcessor):
         self.model, self.processor = model, processor
 
+    @property
+    def media_token_ids(self) -> list[int]:
+        return sorted(self.processor.media_token_ids)
+
     def media_token_mask(self, batch: Batch) -> torch.Tensor:
         ids = batch["input_ids"]
-        return torch.isin(ids, torch.tensor(sorted(self.processor.media_token_ids), device=ids.device))
+        return torch.isin(ids, torch.tensor(self.media_token_ids, device=ids.device))
 
     def encode_media(self, batch: Batch) -> Media:
         return self.model.encode_media(batch)

@@ -59,11 +59,18 @@ class NativeBackbone(Backbone):
         config = model.config
         ids = (getattr(config, "image_token_id", None), getattr(config, "video_token_id", None))
         self.media_ids = [i for i in ids if isinstance(i, int)]
+        # Gemma 3 also has begin/end-of-image tokens that only the processor writes
+        extra = (getattr(config, "boi_token_index", None), getattr(config, "eoi_token_index", None))
+        self.placeholder_ids = sorted(set(self.media_ids) | {i for i in extra if isinstance(i, int)})
         self.side_inputs = {
             n for n in _param_names(model.forward) if n not in NOT_SIDE_INPUTS and not n.startswith("pixel_values")
         }
         # M-RoPE models (Qwen2-VL family) expose their 3-D position index on the inner model.
         self.rope_index = getattr(getattr(model, "model", None), "get_rope_index", None)
+
+    @property
+    def media_token_ids(self) -> list[int]:
+        return self.placeholder_ids
 
     def media_token_mask(self, batch: Batch) -> torch.Tensor:
         ids = batch["input_ids"]

@@ -62,6 +62,11 @@ class Backbone(ABC):
     def media_token_mask(self, batch: Batch) -> torch.Tensor:
         """``[B, T]`` bool: True where the sequence holds a media token."""
 
+    @property
+    @abstractmethod
+    def media_token_ids(self) -> list[int]:
+        """Ids of the media placeholder tokens (input-side only: never generated)."""
+
     @abstractmethod
     def encode_media(self, batch: Batch) -> Media:
         """Encode every media item of the batch once; the result is passed back to `forward`."""
@@ -247,11 +252,14 @@ class Policy(nn.Module):
         position_ids = self.backbone.position_ids(batch)
         attention_mask = fold_media_keep(am, media_keep)
         out = self.backbone.forward(ids, attention_mask, position_ids, media=media, batch=batch, use_cache=True)
+        banned = torch.tensor(self.backbone.media_token_ids, dtype=torch.long, device=ids.device)
         B = ids.shape[0]
         finished = torch.zeros(B, dtype=torch.bool, device=ids.device)
         new_tokens = []
         for step in range(max_new_tokens):
-            next_tok = _pick(out.logits[:, -1].float(), do_sample, temperature, top_p, generator)
+            logits = out.logits[:, -1].float()
+            logits[:, banned] = float("-inf")  # a media placeholder without media would be garbage
+            next_tok = _pick(logits, do_sample, temperature, top_p, generator)
             next_tok = torch.where(finished, torch.full_like(next_tok, pad_id), next_tok)
             new_tokens.append(next_tok)
             finished |= torch.isin(next_tok, stop_t)

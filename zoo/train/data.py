@@ -46,9 +46,11 @@ class ChatDataModule(L.LightningDataModule):
         max_length: int | None = 256,
         skip_bad: bool = False,
         num_workers: int = 0,
+        media_root: str | None = None,
     ):
         super().__init__()
         self.path, self.world, self.world_config = Path(path), world, dict(world_config or {})
+        self.media_root = Path(media_root) if media_root else self.path  # where relative media paths start
         self.train_split, self.val_split, self.tasks, self.val_limit = train_split, val_split, tasks, val_limit
         self.response_field, self.batch_size, self.max_length = response_field, batch_size, max_length
         self.skip_bad, self.num_workers = skip_bad, num_workers
@@ -62,7 +64,7 @@ class ChatDataModule(L.LightningDataModule):
 
     def prepare_data(self) -> None:
         if self.world:
-            ensure_world(self.world, self.path, self.world_config)
+            ensure_world(self.world, self.media_root, self.world_config)
 
     def rows(self, split: str, limit: int | None = None) -> list[dict]:
         rows = read_rows(self.path, split)
@@ -77,7 +79,7 @@ class ChatDataModule(L.LightningDataModule):
             raise RuntimeError("attach the policy's processor first: datamodule.attach(policy.processor)")
         if split not in self.encoded:
             rows = self.rows(split, limit)
-            encoder = ExampleEncoder(self.processor, self.max_length, media_root=self.path)
+            encoder = ExampleEncoder(self.processor, self.max_length, media_root=self.media_root)
             with Progress(transient=True) as progress:
                 task = progress.add_task(f"encoding {split}", total=len(rows))
                 examples, report = encode_rows(
@@ -142,4 +144,4 @@ class PairDataModule(ChatDataModule):
         from zoo.align.reference import dataset_fingerprint, tokenizer_hash
 
         encoding = {"max_length": self.max_length, "tokenizer": tokenizer_hash(self.processor.tokenizer)}
-        return dataset_fingerprint(self.rows(split or self.train_split), self.path, encoding)
+        return dataset_fingerprint(self.rows(split or self.train_split), self.media_root, encoding)

