@@ -40,7 +40,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-SIDES = ("zoo", "trl")
+# zoo: like for like (a frozen reference copy run every step, as TRL); zoo_cached: the project's default
+# DPO recipe (reference log-probs computed once before training, which TRL refuses for vision data).
+SIDES = ("zoo", "zoo_cached", "trl")
 
 
 @dataclass(frozen=True)
@@ -363,7 +365,7 @@ def measure(step, batches: list, warmup: int, steps: int, device: str) -> dict[s
     return {"step_s": times, "median_step_s": median, "memory": memory, "trace": trace, "load_average_1min": load}
 
 
-def worker_zoo(args, model_dir: Path, data_dir: Path) -> dict[str, Any]:
+def worker_zoo(args, model_dir: Path, data_dir: Path, cached: bool = False) -> dict[str, Any]:
     import inspect
     from functools import partial
 
@@ -374,22 +376,32 @@ def worker_zoo(args, model_dir: Path, data_dir: Path) -> dict[str, Any]:
     from zoo.train.modules import PreferenceModule
 
     policy = load_native_policy(model_dir, device=args.device)
-    kwargs = {}
-    if args.zoo_pair_mode is not None and "pair_mode" in inspect.signature(PreferenceModule.__init__).parameters:
-        kwargs["pair_mode"] = args.zoo_pair_mode
+    # --zoo-pair-mode goes to whichever of the data module / the training module has a pair_mode.
+    takes_mode = {cls: "pair_mode" in inspect.signature(cls.__init__).parameters
+                  for cls in (PairDataModule, PreferenceModule)}  # fmt: skip
+    if args.zoo_pair_mode is not None and not any(takes_mode.values()):
+        raise SystemExit(f"--zoo-pair-mode {args.zoo_pair_mode}: neither PairDataModule nor PreferenceModule has one")
+    mode = lambda cls: {"pair_mode": args.zoo_pair_mode} if args.zoo_pair_mode and takes_mode[cls] else {}  # noqa: E731
     adamw = partial(torch.optim.AdamW, lr=args.lr, weight_decay=0.0, fused=args.fused_adamw)
-    module = PreferenceModule(policy, optimizer=adamw, objective="sigmoid", hparams={"beta": args.beta}, **kwargs)
-    if args.zoo_pair_mode is not None and "pair_mode" not in kwargs:
-        if not hasattr(module, "pair_mode"):
-            raise SystemExit(f"--zoo-pair-mode {args.zoo_pair_mode}: this PreferenceModule has no pair_mode")
-        module.pair_mode = args.zoo_pair_mode
+    reference = {"reference": "cached", "reference_cache_dir": str(Path(args.result).with_suffix(".cache"))} \
+        if cached else {"reference": "frozen"}
+    module = PreferenceModule(policy, optimizer=adamw, objective="sigmoid", hparams={"beta": args.beta},
+                              **reference, **mode(PreferenceModule))  # fmt: skip
     module.to(args.device)
-    # The unshuffled loader (the pairs split doubles as the validation split): both sides see the
-    # pairs in file order, so their step-0 batches are the same pairs.
-    dm = PairDataModule(path=str(data_dir), train_split="pairs", val_split="pairs", val_limit=None,
-                        batch_size=args.batch_size, max_length=None).attach(policy.processor)  # fmt: skip
+    # Pairs in file order on both sides, so their step-0 batches are the same pairs: the module's
+    # ordered loader, or else the unshuffled validation loader over the same split.
+    ordered = hasattr(PairDataModule, "ordered_loader")
+    dm = PairDataModule(path=str(data_dir), train_split="pairs", val_split=None if ordered else "pairs",
+                        val_limit=None, batch_size=args.batch_size, max_length=None,
+                        **mode(PairDataModule)).attach(policy.processor)  # fmt: skip
     dm.setup()
-    batches = [to_device(b, args.device) for b in dm.val_dataloader()]
+    precompute_s = None
+    if cached:  # the one-off reference pass over the whole dataset, before training (timed, not in the steps)
+        t0 = time.perf_counter()
+        module.prepare_cached_reference(dm)
+        precompute_s = time.perf_counter() - t0
+    loader = dm.ordered_loader() if ordered else dm.val_dataloader()
+    batches = [to_device(b, args.device) for b in loader]
     params = [p for p in module.parameters() if p.requires_grad]
     optimizer = adamw(params)
     module.train()  # the policy trains; the reference evaluates in eval mode inside
@@ -405,7 +417,10 @@ def worker_zoo(args, model_dir: Path, data_dir: Path) -> dict[str, Any]:
     result = measure(step, batches, args.warmup, args.steps, args.device)
     result["info"] = {
         "trainable_params": sum(p.numel() for p in params),
-        "pair_mode": getattr(module, "pair_mode", None),
+        "pair_mode": getattr(dm, "pair_mode", None) or getattr(module, "pair_mode", None),
+        "reference": reference["reference"],
+        "reference_precompute_s": precompute_s,
+        "reference_precompute_pairs": len(dm.encoded[dm.train_split]) if cached else None,
     }
     return result
 
@@ -479,7 +494,7 @@ def run_worker(args) -> None:
     torch.set_num_threads(args.threads)
     workdir = Path(args.workdir)
     t0 = time.perf_counter()
-    fn = {"zoo": worker_zoo, "trl": worker_trl}[args.worker]
+    fn = {"zoo": worker_zoo, "zoo_cached": lambda *a: worker_zoo(*a, cached=True), "trl": worker_trl}[args.worker]
     result = fn(args, workdir / "model", workdir / "data")
     result.update(side=args.worker, threads=torch.get_num_threads(), wall_s=time.perf_counter() - t0)
     Path(args.result).write_text(json.dumps(result))
@@ -571,6 +586,15 @@ def summarize(runs: list[dict], batch_size: int) -> dict[str, Any]:
     }
 
 
+def _ratios(a: dict, b: dict) -> dict[str, Any]:
+    return {
+        "pairs_per_s": a["pairs_per_s"] / b["pairs_per_s"],
+        "best_pairs_per_s": a["best_pairs_per_s"] / b["best_pairs_per_s"],
+        "peak_mb": a["peak_mb"] / b["peak_mb"],
+        "step_mb": a["step_mb"] / b["step_mb"] if b["step_mb"] > 0 else None,
+    }
+
+
 def sanity(zoo: dict, trl: dict, profile: dict) -> dict[str, Any]:
     """Step-0 policy log-probs and step-1 loss of both sides; TRL's tokens vs this project's encoding."""
     tz, tt = zoo["trace_first_round"], trl["trace_first_round"]
@@ -602,14 +626,19 @@ def print_table(report: dict) -> None:
     print()
     print(f"DPO step (forward + backward + AdamW), {cfg['batch_size']} pairs/batch, {cfg['device']} ({where})")
     print(f"median over {cfg['rounds']} rounds of the median of {cfg['steps']} timed steps ({cfg['warmup']} warm-up)")
-    print(f"{'side':<8}{'pairs/s':>9}{'step s':>9}{'best p/s':>10}{mem:>15}{'step MB':>10}{'base MB':>10}")
+    print(f"{'side':<11}{'pairs/s':>9}{'step s':>9}{'best p/s':>10}{mem:>15}{'step MB':>10}{'base MB':>10}")
     for side in SIDES:
         r = res[side]
-        print(f"{side:<8}{r['pairs_per_s']:>9.3f}{r['median_step_s']:>9.3f}{r['best_pairs_per_s']:>10.3f}"
+        print(f"{side:<11}{r['pairs_per_s']:>9.3f}{r['median_step_s']:>9.3f}{r['best_pairs_per_s']:>10.3f}"
               f"{r['peak_mb']:>15.1f}{r['step_mb']:>10.1f}{r['base_mb']:>10.1f}")
-    step_ratio = f"{ratio['step_mb']:>9.2f}x" if ratio["step_mb"] is not None else f"{'n/a':>10}"
-    print(f"{'zoo/trl':<8}{ratio['pairs_per_s']:>8.2f}x{'':>9}{ratio['best_pairs_per_s']:>9.2f}x"
-          f"{ratio['peak_mb']:>14.2f}x{step_ratio}")
+    for name, q in (("zoo/trl", ratio), ("cached/trl", report["ratio_cached"])):
+        step_ratio = f"{q['step_mb']:>9.2f}x" if q["step_mb"] is not None else f"{'n/a':>10}"
+        print(f"{name:<11}{q['pairs_per_s']:>8.2f}x{'':>9}{q['best_pairs_per_s']:>9.2f}x"
+              f"{q['peak_mb']:>14.2f}x{step_ratio}")
+    zc = res["zoo_cached"]
+    print(f"zoo_cached: one-off reference pass {zc['reference_precompute_s_per_pair'] * 1000:.1f} ms/pair; one epoch "
+          f"with it: {zc['pairs_per_s_one_epoch_incl_reference_pass']:.3f} pairs/s "
+          f"({report['ratio_cached']['pairs_per_s_one_epoch_incl_reference_pass']:.2f}x TRL)")
     s = report["sanity"]
     lp, l1 = s["step0_logps_chosen"], s.get("step1_loss")
     print(
@@ -635,7 +664,9 @@ def parse_args(argv=None):
                    help="plain torch AdamW on both sides instead of the fused one (TRL's default)")
     p.add_argument("--trl-gradient-checkpointing", action="store_true",
                    help="TRL's default gradient checkpointing on (off by default: both sides then do the same compute)")
-    p.add_argument("--zoo-pair-mode", default=None, help="passed to PreferenceModule(pair_mode=…) when it has one")
+    p.add_argument("--zoo-pair-mode", default=None,
+                   help="zoo's pair batch layout, passed as pair_mode=… to PairDataModule / PreferenceModule "
+                   "(whichever takes it; default: the project's default)")
     p.add_argument("--workdir", help="where model, data and logs go (default: a fresh temp folder, removed after)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--worker", choices=SIDES, help=argparse.SUPPRESS)
@@ -669,7 +700,7 @@ def main(argv=None) -> dict[str, Any] | None:
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
     if hasattr(os, "getloadavg") and args.device == "cpu" and os.getloadavg()[0] > 0.5:
         print(f"note: load average {os.getloadavg()[0]:.2f} before starting: other processes share the CPU, "
-              "expect noisy timings (compare the best-step column too)", flush=True)  # fmt: skip
+              "expect noisy timings; multi-threaded steps suffer most (--threads 1 is steadier)", flush=True)  # fmt: skip
     host = machine(args.device, args.threads)  # load average before anything of ours runs
     try:
         t0 = time.perf_counter()
@@ -693,15 +724,22 @@ def main(argv=None) -> dict[str, Any] | None:
                 out = run_side(args, side, r)
                 runs[side].append(out)
                 mem = out["memory"]
+                label = side
+                if side.startswith("zoo") and out.get("info", {}).get("pair_mode"):
+                    label = f"{side} (pair_mode={out['info']['pair_mode']}, reference={out['info']['reference']})"
                 print(
-                    f"round {r + 1}/{args.rounds} {side}: {args.batch_size / out['median_step_s']:.3f} pairs/s "
+                    f"round {r + 1}/{args.rounds} {label}: {args.batch_size / out['median_step_s']:.3f} pairs/s "
                     f"(median step {out['median_step_s']:.3f} s), peak {mem['peak_mb']:.0f} MB "
                     f"(+{mem['step_mb']:.0f} MB over {mem['base_mb']:.0f}), loss@0 {out['trace'][0][0]:.6f}, "
                     f"process {out['wall_s']:.1f} s",
                     flush=True,
                 )
         results = {side: summarize(runs[side], args.batch_size) for side in SIDES}
-        z, t = results["zoo"], results["trl"]
+        z, zc, t = results["zoo"], results["zoo_cached"], results["trl"]
+        pre = [r["info"]["reference_precompute_s"] / r["info"]["reference_precompute_pairs"] for r in runs["zoo_cached"]]
+        zc["reference_precompute_s_per_pair"] = statistics.median(pre)
+        # one epoch, the reference pass included: what a single pass over the data costs per pair
+        zc["pairs_per_s_one_epoch_incl_reference_pass"] = 1 / (1 / zc["pairs_per_s"] + statistics.median(pre))
         report = {
             "benchmark": "dpo_step",
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -718,12 +756,9 @@ def main(argv=None) -> dict[str, Any] | None:
             },  # fmt: skip
             "token_profile": pp,
             "results": results,
-            "ratio": {
-                "pairs_per_s": z["pairs_per_s"] / t["pairs_per_s"],
-                "best_pairs_per_s": z["best_pairs_per_s"] / t["best_pairs_per_s"],
-                "peak_mb": z["peak_mb"] / t["peak_mb"],
-                "step_mb": z["step_mb"] / t["step_mb"] if t["step_mb"] > 0 else None,
-            },
+            "ratio": _ratios(z, t),
+            "ratio_cached": {**_ratios(zc, t), "pairs_per_s_one_epoch_incl_reference_pass":
+                             zc["pairs_per_s_one_epoch_incl_reference_pass"] / t["pairs_per_s"]},
         }
         report["sanity"] = sanity(z, t, profile)
         print_table(report)

@@ -15,7 +15,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.slow
 def test_dpo_step_quick(tmp_path):
-    pytest.importorskip("trl")
     out = tmp_path / "dpo_step.json"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
@@ -24,7 +23,7 @@ def test_dpo_step_quick(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads(out.read_text())
-    for side in ("zoo", "trl"):
+    for side in ("zoo", "zoo_cached", "trl"):
         r = report["results"][side]
         assert r["pairs_per_s"] > 0 and r["peak_mb"] > 0, side
         assert r["info"]["trainable_params"] > 0, side
@@ -35,4 +34,9 @@ def test_dpo_step_quick(tmp_path):
     sanity = report["sanity"]
     assert sanity["tokens_identical"], sanity.get("first_pair_ids")
     assert sanity["agree"], sanity
+    # the cached reference gives the frozen reference's losses (same initial model)
+    zoo, cached = report["results"]["zoo"], report["results"]["zoo_cached"]
+    for (a, *_), (b, *_) in zip(zoo["trace_first_round"], cached["trace_first_round"]):
+        assert abs(a - b) < 1e-5
+    assert cached["info"]["reference"] == "cached" and cached["reference_precompute_s_per_pair"] > 0
     assert report["machine"]["torch"] and report["command"].endswith("--output " + str(out))

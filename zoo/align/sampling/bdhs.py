@@ -166,7 +166,8 @@ class SentenceSimilarity:
         self.model = SentenceTransformer(model, device=device or "cpu")
 
     def __call__(self, a: Sequence[str], b: Sequence[str]) -> list[float]:
-        emb = self.model.encode(list(a) + list(b), convert_to_tensor=True, normalize_embeddings=True)
+        emb = self.model.encode(list(a) + list(b), convert_to_tensor=True, normalize_embeddings=True,
+                                show_progress_bar=False)
         return (emb[: len(a)] * emb[len(a) :]).sum(-1).tolist()
 
 
