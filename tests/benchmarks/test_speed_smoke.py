@@ -40,3 +40,19 @@ def test_dpo_step_quick(tmp_path):
         assert abs(a - b) < 1e-5
     assert cached["info"]["reference"] == "cached" and cached["reference_precompute_s_per_pair"] > 0
     assert report["machine"]["torch"] and report["command"].endswith("--output " + str(out))
+
+
+@pytest.mark.slow
+def test_bdhs_sampling_quick(tmp_path, tiny_world):
+    """Batched and sentence-by-sentence BDHS write the same rejected texts; both rates are reported."""
+    from benchmarks.speed.bdhs_sampling import main
+    from tests.conftest import build_tiny_policy
+
+    model = tmp_path / "model"
+    build_tiny_policy().backbone.save_pretrained(model)
+    out = tmp_path / "bdhs.json"
+    assert main(["--model", str(model), "--world", str(tiny_world), "--pairs", "6", "--rounds", "1",
+                 "--batch-size", "8", "--output", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["identical_outputs"] and report["pairs"] == 6 and report["sentences"] >= 6
+    assert all(v > 0 for v in report["pairs_per_second"].values()) and report["ratio"] > 0

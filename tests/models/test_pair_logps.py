@@ -2,7 +2,8 @@
 
 `Policy.pair_logps` on a ``shared_prefix`` batch runs each prompt once and continues both responses
 from its KV cache; on a ``concat`` batch it runs the two full sequences. Both are computed here from
-the same encoded pairs, for the composed backbone and the HF-native LLaVA and Qwen2-VL, in float64
+the same encoded pairs, for the composed backbone and the HF-native LLaVA, Qwen2-VL and Gemma 3 (sliding-window
+and bidirectional image attention), in float64
 (so a difference is a bug, not rounding) and in float32.
 """
 
@@ -72,7 +73,7 @@ def run(policy: Policy, pairs, mode: str):
     return chosen, rejected, grads
 
 
-ARCHS = ("composed", "llava", "qwen2_vl")
+ARCHS = ("composed", "llava", "qwen2_vl", "gemma3")
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["fp64", "fp32"])
