@@ -180,3 +180,30 @@ def test_default_similarity_is_the_offline_minilm():
                                ["The circle is red and at the top left.", "The circle is blue and at the top left.",
                                 "A dog runs in the park."])
     assert same > 0.999 and other < swapped < 0.97
+
+
+@pytest.mark.parametrize("arch", ["llava", "qwen2_vl"])
+def test_sampler_on_hf_native_backbones(arch):
+    """The same sampler drives HF-native models: hidden images do not matter, visible ones do."""
+    from tests.models.test_native import image
+    from zoo.models.native import NativeBackbone, make_tiny_native
+    from zoo.models.policy import Policy
+
+    model, processor = make_tiny_native(arch)
+    policy = Policy(NativeBackbone(model, processor))
+    texts = ["A red square sits on a blue background. The answer is yes.", "No, the image is dark."]
+    encoder = ExampleEncoder(processor)
+    rows = [{"prompt": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Describe the image."}]}],
+             "images": [image(i, (32, 32))]} for i in range(2)]
+    items = [BDHSItem(i, encoder.encode(r, i, None), t) for i, (r, t) in enumerate(zip(rows, texts))]
+    config = BDHSConfig(mask_threshold=1.0, max_tries=2, max_sentence_tokens=4, max_response_tokens=6)
+    out = BDHSSampler(policy, config, similarity=never_similar).sample(items)
+    assert [len(s.sentences) for s in out] == [2, 1] and all(s.hidden == 1.0 for s in out)
+    assert out[1].sentences[0]["cut"].split()[0] in ("No,", "Yes,")  # the answer word is kept (maybe flipped)
+    other = [dataclasses.replace(i, prompt=dataclasses.replace(i.prompt, media_inputs={
+        k: (torch.randn_like(v) * 3 if v.is_floating_point() else v) for k, v in i.prompt.media_inputs.items()}))
+        for i in items]
+    assert [s.rejected for s in BDHSSampler(policy, config, similarity=never_similar).sample(other)] == \
+        [s.rejected for s in out]
+    noise = BDHSSampler(policy, dataclasses.replace(config, corruption="noise"), similarity=never_similar).sample(items)
+    assert all(s.corruption == "noise" and s.rejected for s in noise)
