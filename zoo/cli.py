@@ -54,6 +54,47 @@ def cmd_bdhs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_list(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from zoo.hub import LocalHub
+    from zoo.registry import list_models
+
+    hub = LocalHub()
+    table = Table(title=f"zoo models (local hub: {hub.root})")
+    for col in ("name", "backbone", "modalities", "recipe", "repo", "local hub"):
+        table.add_column(col)
+    for e in list_models():
+        here = hub.main(e.repo) if hub.exists(e.repo) else ("– (zoo build " + e.name + ")" if e.embedded else "–")
+        table.add_row(e.name, e.backbone, ",".join(e.modalities), " ".join(e.recipe), e.repo, here)
+    Console(width=max(160, Console().width)).print(table)  # names must not be cut, even when piped
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from zoo.zoo_model import build_entry
+
+    rev = build_entry(args.name, runs_root=args.runs_root, extra=tuple(args.overrides))
+    print(f"{args.name} built and pushed to the local hub at revision {rev}")
+    return 0
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from zoo.zoo_model import push_run
+
+    if args.hub != "local":
+        print("zoo push: only --hub local is available yet", file=sys.stderr)
+        return 2
+    try:
+        rev = push_run(args.run_dir, args.repo, message=args.message or "")
+    except (FileNotFoundError, ValueError) as e:
+        print(f"zoo push: {e}", file=sys.stderr)
+        return 2
+    print(f"pushed {args.run_dir} to {args.repo} (local hub) at revision {rev}")
+    return 0
+
+
 def default_world() -> Path:
     """``$ZOO_DATA/shapes-0`` (or ``data/shapes-0``), the default world of the shapes recipes."""
     return Path(os.environ.get("ZOO_DATA", "data")) / "shapes-0"
@@ -136,6 +177,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("overrides", nargs="*", help="Hydra overrides of recipe=bdhs, e.g. model=pretrained "
                    "model.path=runs/demo/model output_dir=runs/bdhs bdhs.mask_threshold=0.9")
     p.set_defaults(func=cmd_bdhs)
+
+    p = sub.add_parser("list", help="the zoo's models and whether the local hub holds them")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("build", help="train an embedded zoo entry (and its base) and push it to the local hub")
+    p.add_argument("name")
+    p.add_argument("overrides", nargs="*", help="extra Hydra overrides for its recipe")
+    p.add_argument("--runs-root", default="runs")
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("push", help="push a run folder to a hub: zoo push RUN_DIR --repo ORG/NAME")
+    p.add_argument("run_dir")
+    p.add_argument("--repo", required=True)
+    p.add_argument("--hub", default="local", choices=["local", "hf"])
+    p.add_argument("--message", default=None)
+    p.set_defaults(func=cmd_push)
 
     p = sub.add_parser("world", help="generate a synthetic world: zoo world shapes DIR [--set n_train=100]")
     p.add_argument("world", choices=["shapes"])

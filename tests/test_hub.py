@@ -1,0 +1,186 @@
+"""The local hub (revisions, checksums, atomic pushes), the registry and `load`'s resolution order."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import build_tiny_policy
+from zoo.hub import HubError, IntegrityError, LocalHub
+from zoo.zoo_model import ZooModel, load, push_run
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture()
+def hub(tmp_path):
+    return LocalHub(tmp_path / "hub")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A run folder as `zoo train` writes it: model/ + recipe.yaml + results.json."""
+    run = tmp_path_factory.mktemp("run")
+    build_tiny_policy().backbone.save_pretrained(run / "model")
+    (run / "recipe.yaml").write_text("recipe_name: tiny\n")
+    (run / "results.json").write_text(json.dumps({"suite": "smoke", "results": {"chair": {"chair_i": 0.1}}}))
+    return run
+
+
+def test_push_revisions_and_main(hub, tmp_path):
+    folder = tmp_path / "f"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.txt").write_text("one")
+    (folder / "sub" / "b.json").write_text("{}")
+    first = hub.push(folder, "me/thing", message="first")
+    (folder / "a.txt").write_text("two")
+    second = hub.push(folder, "me/thing")
+    assert first != second and hub.main("me/thing") == second
+    assert hub.revisions("me/thing") == [first, second]
+    assert (hub.resolve("me/thing").path / "a.txt").read_text() == "two"
+    old = hub.resolve("me/thing", revision=first[:6])  # an unambiguous prefix works
+    assert (old.path / "a.txt").read_text() == "one" and old.manifest["message"] == "first"
+    assert hub.resolve("me/thing", revision=second).manifest["parent"] == first
+    assert hub.push(folder, "me/thing") == second  # same content, same revision
+    with pytest.raises(HubError, match="no single revision"):
+        hub.resolve("me/thing", revision="ffffff")
+    with pytest.raises(HubError, match="no repo"):
+        hub.resolve("me/other")
+    with pytest.raises(ValueError, match="org/name"):
+        hub.push(folder, "../escape")
+
+
+def test_tampered_or_extra_files_are_refused(hub, tmp_path):
+    folder = tmp_path / "f"
+    folder.mkdir()
+    (folder / "w.bin").write_bytes(b"\x00" * 64)
+    hub.push(folder, "me/m")
+    path = hub.resolve("me/m").path
+    (path / "w.bin").write_bytes(b"\x01" + b"\x00" * 63)
+    with pytest.raises(IntegrityError, match="w.bin does not match its recorded sha256"):
+        hub.resolve("me/m")
+    (path / "w.bin").write_bytes(b"\x00" * 64)
+    (path / "extra.py").write_text("print('hi')")
+    with pytest.raises(IntegrityError, match="extra"):
+        hub.resolve("me/m")
+
+
+def test_a_push_killed_midway_leaves_main_unchanged(hub, tmp_path, monkeypatch):
+    folder = tmp_path / "f"
+    folder.mkdir()
+    for i in range(4):
+        (folder / f"{i}.txt").write_text(str(i))
+    good = hub.push(folder, "me/m")
+    (folder / "3.txt").write_text("changed")
+    import zoo.hub as zhub
+
+    calls = {"n": 0}
+    real_copy = zhub.shutil.copy2
+
+    def dying_copy(src, dst):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("killed")
+        return real_copy(src, dst)
+
+    monkeypatch.setattr(zhub.shutil, "copy2", dying_copy)
+    with pytest.raises(KeyboardInterrupt):
+        hub.push(folder, "me/m")
+    monkeypatch.undo()
+    assert hub.main("me/m") == good and hub.revisions("me/m") == [good]
+    assert not [p for p in (hub.repo_dir("me/m") / "revisions").iterdir() if p.name.startswith(".")]
+    hub.resolve("me/m")  # still verifies
+
+
+def test_load_resolution_order(hub, run_dir, tmp_path, monkeypatch):
+    import huggingface_hub
+
+    push_run(run_dir, "zoo/shapes-vlm", hub)
+    m = load(run_dir / "model", hub=hub)  # 1. a local folder
+    assert m.source == "folder"
+    m = load("shapes-vlm", hub=hub)  # 2. a zoo name -> its repo in the local hub
+    assert m.source == "local-hub" and m.revision == hub.main("zoo/shapes-vlm")
+    assert m.results["results"]["chair"]["chair_i"] == 0.1 and (m.path / "recipe.yaml").is_file()
+    seen = []
+
+    def fake_snapshot(repo, revision=None):  # 3. the HF Hub, for what neither holds
+        seen.append((repo, revision))
+        return str(run_dir / "model")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot)
+    m = load("someone/else", revision="v1", hub=hub)
+    assert m.source == "hf-hub" and seen == [("someone/else", "v1")]
+    load("shapes-vlm", hub=hub)
+    assert len(seen) == 1  # the local hub answered first
+
+
+def test_missing_embedded_model_says_how_to_build_it(hub):
+    with pytest.raises(HubError, match="zoo build shapes-vlm-dpo"):
+        load("shapes-vlm-dpo", hub=hub)
+
+
+def test_build_runs_the_recipe_and_pushes(hub, tmp_path, monkeypatch):
+    from tests.train.test_sft import tiny_overrides
+    from zoo import registry, zoo_model
+
+    tiny = registry.ZooEntry("tiny-sft", "composed", ("image",), ("recipe=sft",), "test/tiny-sft")
+    monkeypatch.setitem(registry.ENTRIES, "tiny-sft", tiny)
+    extra = [o for o in tiny_overrides(tmp_path, steps=2) if not o.startswith("output_dir=")]
+    real_build = zoo_model.build_entry
+    monkeypatch.setattr(zoo_model, "build_entry",
+                        lambda name, hub=None: real_build(name, hub, runs_root=tmp_path / "runs", extra=tuple(extra)))
+    m = load("tiny-sft", hub=hub, build=True)
+    assert m.source == "local-hub" and hub.exists("test/tiny-sft")
+    assert isinstance(m.generate("Describe the image.", images=[_image(tmp_path)], max_new_tokens=4), str)
+
+
+def _image(tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "img.png"
+    Image.new("RGB", (48, 48), (200, 30, 30)).save(path)
+    return str(path)
+
+
+def test_automodel_and_load_agree_in_a_fresh_process(hub, run_dir, tmp_path):
+    """After `import zoo`, transformers' Auto class loads a pushed model; `load` gives the same logits."""
+    push_run(run_dir, "me/tiny", hub)
+    code = f"""
+import json, torch, zoo
+from transformers import AutoModelForImageTextToText
+from zoo.hub import LocalHub
+hub = LocalHub({str(hub.root)!r})
+path = hub.resolve("me/tiny").path
+auto = AutoModelForImageTextToText.from_pretrained(path).eval()
+m = zoo.load("me/tiny", hub=hub)
+from PIL import Image
+text = m.processor.apply_chat_template([{{"role": "user", "content": [{{"type": "image"}}, {{"type": "text", "text": "Describe the image."}}]}}], add_generation_prompt=True)
+inputs = m.processor(text=[text], images=[Image.new("RGB", (48, 48), (20, 200, 40))])
+with torch.no_grad():
+    a = auto(input_ids=inputs["input_ids"], pixel_values=inputs["pixel_values"]).logits
+    b = m.policy.model(input_ids=inputs["input_ids"], pixel_values=inputs["pixel_values"]).logits
+print(json.dumps({{"max_diff": float((a - b).abs().max()), "source": m.source}}))
+"""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result == {"max_diff": 0.0, "source": "local-hub"}
+
+
+def test_list_models_and_cli(capsys, hub, monkeypatch):
+    from zoo import list_models
+    from zoo.cli import main
+
+    names = [e.name for e in list_models()]
+    assert {"shapes-vlm", "shapes-vlm-dpo", "shapes-vlm-bdhs", "shapes-vlm-online-bdhs"} <= set(names)
+    monkeypatch.setenv("ZOO_HOME", str(hub.root.parent))
+    assert main(["list"]) == 0
+    assert "shapes-vlm-bdhs" in capsys.readouterr().out
+    assert isinstance(load.__doc__, str) and ZooModel.generate.__doc__
