@@ -8,11 +8,20 @@ from zoo.demo import run_demo
 
 
 def test_demo_runs_end_to_end(tmp_path, capsys):
+    from zoo.hub import LocalHub
+
     overrides = [o for o in tiny_overrides(tmp_path, steps=2) if not o.startswith("output_dir=")]
-    results = run_demo(output_dir=str(tmp_path / "demo"), overrides=overrides)
+    hub = LocalHub(tmp_path / "hub")
+    results = run_demo(output_dir=str(tmp_path / "demo"), overrides=overrides, hub=hub)
     saved = load_results(tmp_path / "demo" / "results.json")
     assert saved["results"] == results["results"]
     assert set(saved["results"]) == {"chair", "chair_trigger", "pope_random", "pope_popular", "pope_adversarial"}
     assert saved["results"]["chair_trigger"]["n"] == 4  # the shrunk world's trigger split
     assert (tmp_path / "demo" / "results.samples.jsonl").exists()
-    assert "partner hallucination" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "partner hallucination" in out
+    # aligned, pushed, and loaded back by name from the local hub
+    assert hub.exists("zoo/shapes-vlm") and hub.exists("zoo/shapes-vlm-dpo")
+    assert "loaded shapes-vlm-dpo from the local-hub" in out
+    aligned = load_results(tmp_path / "demo-dpo" / "results.json")
+    assert results["aligned"] == aligned and aligned["model"] == "shapes-vlm-dpo"
