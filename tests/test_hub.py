@@ -184,3 +184,22 @@ def test_list_models_and_cli(capsys, hub, monkeypatch):
     assert main(["list"]) == 0
     assert "shapes-vlm-bdhs" in capsys.readouterr().out
     assert isinstance(load.__doc__, str) and ZooModel.generate.__doc__
+
+
+def test_pushed_card_is_valid_and_complete(hub, run_dir):
+    """The card parses with huggingface_hub, its model-index round-trips, and it says what a user needs."""
+    from huggingface_hub import ModelCard
+    from huggingface_hub.repocard_data import model_index_to_eval_results
+
+    rev = push_run(run_dir, "me/carded", hub, base_model="zoo/shapes-vlm")
+    path = hub.resolve("me/carded").path
+    card = ModelCard((path / "README.md").read_text())
+    data = card.data.to_dict()
+    assert data["base_model"] == "zoo/shapes-vlm" and data["library_name"] == "zoo"
+    name, results = model_index_to_eval_results(data["model-index"])
+    assert name == "carded" and {(r.dataset_config, r.metric_type, r.metric_value) for r in results} == {
+        ("chair", "chair_i", 0.1)}
+    for needed in ('load("me/carded")', "## Training", "## Data", "## Results", "## Intended use and limitations",
+                   "| chair | chair_i | 0.1 |", "Recipe `"):
+        assert needed in card.text, needed
+    assert (path / ".eval_results" / "smoke.yaml").is_file() and rev == hub.main("me/carded")

@@ -79,8 +79,14 @@ def run_demo(output_dir: str = "runs/demo", overrides: list[str] | None = None, 
                               f"output_dir={output_dir}-dpo", "overwrite=true", *align_overrides])
     dpo_run, dpo_results, _ = _train_and_eval(dpo_cfg, "shapes-vlm-dpo", console)
     hub = hub or LocalHub()
-    revisions = {repo: push_run(path, repo, hub, message="zoo demo")
-                 for repo, path in (("zoo/shapes-vlm", run), ("zoo/shapes-vlm-dpo", dpo_run))}
+    from zoo.registry import get_entry
+
+    revisions = {}
+    for name, path in (("shapes-vlm", run), ("shapes-vlm-dpo", dpo_run)):
+        entry = get_entry(name)
+        base = get_entry(entry.base).repo if entry.base else None
+        revisions[entry.repo] = push_run(path, entry.repo, hub, message="zoo demo", name=name, base_model=base,
+                                         backbone=entry.backbone, modalities=entry.modalities)
     aligned = load("shapes-vlm-dpo", hub=hub)
     console.print(f"loaded [bold]shapes-vlm-dpo[/] from the {aligned.source} ({hub.root}), revision {aligned.revision}")
     console.print(compare_table([results, aligned.results]))

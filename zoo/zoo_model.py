@@ -105,9 +105,11 @@ def _from_hf_hub(repo: str, revision: str | None, tried: list[str]) -> Path | No
         return None
 
 
-def push_run(run_dir: str | Path, repo_id: str, hub: LocalHub | None = None, message: str = "") -> str:
+def push_run(run_dir: str | Path, repo_id: str, hub: LocalHub | None = None, message: str = "",
+             card: bool = True, **card_kwargs) -> str:
     """Push a training run to the local hub: its ``model/`` files plus ``recipe.yaml``, ``results.json``
-    and ``.eval_results/`` when present (the hub repo layout). Returns the new revision."""
+    and ``.eval_results/`` when present (the hub repo layout) and a model card (``README.md``, rendered
+    from ``model_cards/`` unless the run has its own). Returns the new revision."""
     import shutil
     import tempfile
 
@@ -123,6 +125,14 @@ def push_run(run_dir: str | Path, repo_id: str, hub: LocalHub | None = None, mes
                 shutil.copy2(run_dir / extra, stage / extra)
         if (run_dir / ".eval_results").is_dir():
             shutil.copytree(run_dir / ".eval_results", stage / ".eval_results")
+        elif (run_dir / "results.json").is_file():
+            from benchmarks.cards import write_eval_results
+
+            write_eval_results(json.loads((run_dir / "results.json").read_text()), stage)
+        if card and not (stage / "README.md").exists():
+            from zoo.model_card import render_card
+
+            (stage / "README.md").write_text(render_card(run_dir, repo_id, **card_kwargs))
         return hub.push(stage, repo_id, message=message or f"push {run_dir}")
 
 

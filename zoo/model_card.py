@@ -1,0 +1,105 @@
+"""Model cards for pushed runs: ``model_cards/<template>.md.j2`` rendered with huggingface_hub's
+`ModelCard.from_template`, the YAML header holding `ModelCardData` with the results' ``model-index``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+LIMITATIONS = (
+    "Trained and evaluated on the synthetic shapes world only (procedurally generated 48-px images, "
+    "template captions): it shows what the recipe does, not how a real assistant behaves. On this world "
+    "SFT on the chosen captions alone reduces the bias-trigger hallucination about as much as the "
+    "preference recipes (see the zoo README's ablations). Not for any real-world use."
+)
+
+
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix: d}
+    out = {}
+    for k, v in d.items():
+        if k.startswith("_") and k != "_target_":
+            continue
+        out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def _hparams(recipe: dict) -> list[tuple[str, Any]]:
+    module, trainer, data = recipe.get("module", {}), recipe.get("trainer", {}), recipe.get("data", {})
+    rows = [("module", module.get("_target_", "").rsplit(".", 1)[-1])]
+    for key in ("objective", "sft_weight", "reference", "hparams", "warmup_steps", "gamma"):
+        if key in module:
+            value = module[key]
+            rows += list(_flat(value, key).items()) if isinstance(value, dict) else [(key, value)]
+    optimizer = module.get("optimizer", {})
+    rows += [(f"optimizer.{k}", v) for k, v in optimizer.items() if k not in ("_target_", "_partial_")]
+    rows += [("optimizer", optimizer.get("_target_", "").rsplit(".", 1)[-1])]
+    rows += [("max_steps", trainer.get("max_steps")), ("batch_size", data.get("batch_size")),
+             ("precision", trainer.get("precision")), ("seed", recipe.get("seed"))]
+    rows += [(f"bdhs.{k}", v) for k, v in (recipe.get("bdhs") or module.get("bdhs") or {}).items()]
+    return [(k, v) for k, v in rows if v not in (None, "")]
+
+
+def _data_text(recipe: dict) -> str:
+    data = recipe.get("data", {})
+    split = data.get("train_split", "train")
+    text = f"`{data.get('path')}`, split `{split}`"
+    if data.get("world"):
+        text += f" — the synthetic `{data['world']}` world, config {json.dumps(data.get('world_config', {}))}"
+    name = recipe.get("recipe_name")
+    if name == "dpo":
+        text += (". Pairs: `chosen` is the true caption, `rejected` the same caption with one injected "
+                 "hallucination (the bias prior's object 50 %, a wrong colour 25 %, an extra object 25 %).")
+    elif name in ("bdhs", "online_bdhs"):
+        when = "once, by the base model, before training" if name == "bdhs" else "every step, by the current policy"
+        text += (f". Pairs: `chosen` is the true caption; `rejected` was written {when} with the image hidden "
+                 "(BDHS: latent masking, reference-guided sentence completion, similarity filter) — no annotation.")
+    return text
+
+
+def _results_table(results: dict) -> str:
+    lines = ["| task | metric | value |", "|---|---|---|"]
+    for task, metrics in results["results"].items():
+        for metric, value in metrics.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                lines.append(f"| {task} | {metric} | {value:.4g} |" if isinstance(value, float) else
+                             f"| {task} | {metric} | {value} |")
+    return "\n".join(lines)
+
+
+def render_card(run_dir: str | Path, repo_id: str, name: str | None = None, base_model: str | None = None,
+                backbone: str | None = None, modalities: tuple[str, ...] = ("image",), revision: str | None = None,
+                template: str = "default") -> str:
+    """The README.md of a run pushed as ``repo_id``: card data (with ``model-index`` when the run has
+    results), model, recipe and hyper-parameters, data and how pairs were made, results, limitations
+    and the `load` snippet."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    from benchmarks.cards import card_data
+    from model_cards import TEMPLATES
+
+    run_dir = Path(run_dir)
+    recipe = yaml.safe_load((run_dir / "recipe.yaml").read_text()) if (run_dir / "recipe.yaml").is_file() else {}
+    results = json.loads((run_dir / "results.json").read_text()) if (run_dir / "results.json").is_file() else None
+    metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").is_file() else {}
+    name = name or repo_id.split("/")[-1]
+    tags = ["zoo", "multimodal", "image-text-to-text", str(recipe.get("recipe_name", "model"))]
+    data = card_data(results, base_model=base_model, model_name=name, tags=tags, library_name="zoo") if results \
+        else ModelCardData(base_model=base_model, model_name=name, tags=tags, library_name="zoo",
+                           pipeline_tag="image-text-to-text")
+    recipe_name = recipe.get("recipe_name", "unknown")
+    card = ModelCard.from_template(
+        data, template_path=str(TEMPLATES / f"{template}.md.j2"),
+        name=name, load_name=repo_id, revision=revision, base_model=base_model, recipe_name=recipe_name,
+        summary=f"`{recipe_name}` model of the zoo, pushed from `{run_dir}`.",
+        backbone=backbone or recipe.get("model", {}).get("_target_", "see config.json"),
+        modalities=", ".join(modalities), parameters=metrics.get("parameters", "see config.json"),
+        command=f"recipe={recipe_name}", hparams=_hparams(recipe), data=_data_text(recipe),
+        suite=(results or {}).get("suite"), results_table=_results_table(results) if results else None,
+        limitations=LIMITATIONS,
+    )
+    return str(card)
