@@ -81,17 +81,25 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_push(args: argparse.Namespace) -> int:
-    from zoo.zoo_model import push_run
+    from huggingface_hub.errors import HfHubHTTPError
 
-    if args.hub != "local":
-        print("zoo push: only --hub local is available yet", file=sys.stderr)
-        return 2
+    from zoo.zoo_model import push_run, push_run_to_hf
+
     try:
-        rev = push_run(args.run_dir, args.repo, message=args.message or "")
+        if args.hub == "hf":
+            rev = push_run_to_hf(args.run_dir, args.repo, message=args.message or "")
+        else:
+            rev = push_run(args.run_dir, args.repo, message=args.message or "")
+    except HfHubHTTPError as e:
+        status = getattr(getattr(e, "response", None), "status_code", None)
+        hint = " (log in with `hf auth login` or set HF_TOKEN)" if status in (401, 403) else ""
+        first = (str(e).splitlines() or [type(e).__name__])[0]
+        print(f"zoo push: the HF Hub refused the push: {first}{hint}", file=sys.stderr)
+        return 2
     except (FileNotFoundError, ValueError) as e:
         print(f"zoo push: {e}", file=sys.stderr)
         return 2
-    print(f"pushed {args.run_dir} to {args.repo} (local hub) at revision {rev}")
+    print(f"pushed {args.run_dir} to {args.repo} ({'HF Hub' if args.hub == 'hf' else 'local hub'}) at revision {rev}")
     return 0
 
 

@@ -105,35 +105,62 @@ def _from_hf_hub(repo: str, revision: str | None, tried: list[str]) -> Path | No
         return None
 
 
-def push_run(run_dir: str | Path, repo_id: str, hub: LocalHub | None = None, message: str = "",
-             card: bool = True, **card_kwargs) -> str:
-    """Push a training run to the local hub: its ``model/`` files plus ``recipe.yaml``, ``results.json``
-    and ``.eval_results/`` when present (the hub repo layout) and a model card (``README.md``, rendered
-    from ``model_cards/`` unless the run has its own). Returns the new revision."""
+def stage_run(run_dir: str | Path, repo_id: str, dest: str | Path, card: bool = True, **card_kwargs) -> Path:
+    """Lay a training run out as a hub repo in ``dest``: its ``model/`` files plus ``recipe.yaml``,
+    ``results.json`` and ``.eval_results/`` when present, and a model card (``README.md``, rendered from
+    ``model_cards/`` unless the run has its own)."""
     import shutil
-    import tempfile
 
-    run_dir, hub = Path(run_dir), hub or LocalHub()
+    run_dir, stage = Path(run_dir), Path(dest)
     model = run_dir / "model"
     if not (model / "config.json").is_file():
         raise FileNotFoundError(f"{run_dir} holds no model/ folder to push")
+    shutil.copytree(model, stage)
+    for extra in ("recipe.yaml", "results.json", "README.md"):
+        if (run_dir / extra).is_file():
+            shutil.copy2(run_dir / extra, stage / extra)
+    if (run_dir / ".eval_results").is_dir():
+        shutil.copytree(run_dir / ".eval_results", stage / ".eval_results")
+    elif (run_dir / "results.json").is_file():
+        from benchmarks.cards import write_eval_results
+
+        write_eval_results(json.loads((run_dir / "results.json").read_text()), stage)
+    if card and not (stage / "README.md").exists():
+        from zoo.model_card import render_card
+
+        (stage / "README.md").write_text(render_card(run_dir, repo_id, **card_kwargs))
+    return stage
+
+
+def push_run(run_dir: str | Path, repo_id: str, hub: LocalHub | None = None, message: str = "",
+             card: bool = True, **card_kwargs) -> str:
+    """Push a training run (laid out by `stage_run`) to the local hub; returns the new revision."""
+    import tempfile
+
+    hub = hub or LocalHub()
     with tempfile.TemporaryDirectory() as tmp:
-        stage = Path(tmp) / "repo"
-        shutil.copytree(model, stage)
-        for extra in ("recipe.yaml", "results.json", "README.md"):
-            if (run_dir / extra).is_file():
-                shutil.copy2(run_dir / extra, stage / extra)
-        if (run_dir / ".eval_results").is_dir():
-            shutil.copytree(run_dir / ".eval_results", stage / ".eval_results")
-        elif (run_dir / "results.json").is_file():
-            from benchmarks.cards import write_eval_results
-
-            write_eval_results(json.loads((run_dir / "results.json").read_text()), stage)
-        if card and not (stage / "README.md").exists():
-            from zoo.model_card import render_card
-
-            (stage / "README.md").write_text(render_card(run_dir, repo_id, **card_kwargs))
+        stage = stage_run(run_dir, repo_id, Path(tmp) / "repo", card, **card_kwargs)
         return hub.push(stage, repo_id, message=message or f"push {run_dir}")
+
+
+def push_run_to_hf(run_dir: str | Path, repo_id: str, message: str = "", private: bool = False,
+                   repo_type: str = "model", card: bool = True, **card_kwargs) -> str:
+    """Push a training run to the HF Hub (``create_repo`` + ``upload_folder`` of huggingface_hub's client).
+
+    The token comes from the environment (``HF_TOKEN``) or ``hf auth login`` only — never from an
+    argument, so it never lands in a command line, a file or a log. Returns the commit id.
+    """
+    import tempfile
+
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    with tempfile.TemporaryDirectory() as tmp:
+        stage = stage_run(run_dir, repo_id, Path(tmp) / "repo", card, **card_kwargs)
+        api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
+        info = api.upload_folder(folder_path=str(stage), repo_id=repo_id, repo_type=repo_type,
+                                 commit_message=message or f"zoo push {Path(run_dir).name}")
+    return info.oid
 
 
 def build_entry(name: str, hub: LocalHub | None = None, runs_root: str | Path = "runs", extra: tuple[str, ...] = ()) -> str:
