@@ -203,3 +203,16 @@ def test_pushed_card_is_valid_and_complete(hub, run_dir):
                    "| chair | chair_i | 0.1 |", "Recipe `"):
         assert needed in card.text, needed
     assert (path / ".eval_results" / "smoke.yaml").is_file() and rev == hub.main("me/carded")
+
+
+def test_zoo_eval_takes_a_zoo_name(hub, run_dir, tiny_world, monkeypatch, capsys):
+    from benchmarks.results import load_results
+    from zoo.cli import main
+
+    monkeypatch.setenv("ZOO_HOME", str(hub.root.parent))
+    rev = push_run(run_dir, "zoo/shapes-vlm", hub)
+    out = run_dir.parent / "eval.json"
+    assert main(["eval", "shapes-vlm", "--suite", "smoke", "--world", str(tiny_world), "--limit", "2",
+                 "--output", str(out)]) == 0
+    results = load_results(out)
+    assert results["model"] == "shapes-vlm" and results["revision"] == rev

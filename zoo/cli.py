@@ -111,14 +111,16 @@ def default_world() -> Path:
 def cmd_eval(args: argparse.Namespace) -> int:
     from benchmarks.results import compare_table, run_suite, write_results
 
-    model_path = Path(args.model)
-    if not model_path.exists():
-        print(
-            f"zoo eval: model folder '{args.model}' does not exist. Pass a local model folder (e.g. runs/sft/model); "
-            "zoo names and hub repos are not resolved yet.",
-            file=sys.stderr,
-        )
+    from zoo.hub import HubError
+    from zoo.zoo_model import load
+
+    try:  # a local folder, a zoo name or a hub repo, resolved as `zoo.load` does
+        model = load(args.model)
+    except (HubError, OSError, ValueError) as e:
+        print(f"zoo eval: {e}", file=sys.stderr)
         return 2
+    if args.revision is None and model.revision is not None:
+        args.revision = model.revision
     world = Path(args.world) if args.world else default_world()
     if not (world / "world.json").exists():
         print(f"generating the shapes world in {world} …", file=sys.stderr)
@@ -126,9 +128,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
         ensure_world("shapes", world)  # ShapesConfig's defaults are the shapes data recipe's
 
-    from zoo.models import load_policy
-
-    policy = load_policy(model_path)
+    policy = model.policy
     if args.device:
         policy = policy.to(args.device)
     results, samples = run_suite(
@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("eval", help="run a benchmark suite: zoo eval MODEL_DIR --suite NAME --output results.json")
-    p.add_argument("model", help="a local model folder (e.g. runs/sft/model)")
+    p.add_argument("model", help="a local model folder (e.g. runs/sft/model), a zoo name or a hub repo")
     p.add_argument("--suite", required=True, help="a suite name in benchmarks.suites.SUITES")
     p.add_argument("--limit", type=int, default=None, help="at most N items per task")
     p.add_argument("--world", default=None, help="shapes world folder (default $ZOO_DATA/shapes-0 or data/shapes-0)")

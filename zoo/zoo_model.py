@@ -74,6 +74,9 @@ def load(name_or_path: str | Path, revision: str | None = None, device=None, dty
     folder = Path(target).expanduser()
     if folder.is_dir() and (folder / "config.json").is_file():
         return ZooModel(load_policy(folder, dtype=dtype, device=device).eval(), "folder", folder, target)
+    if target.startswith(("/", ".", "~")) or target.count("/") > 1:  # a path, not a zoo name or 'org/name'
+        raise HubError(f"model folder {target!r} does not exist or holds no config.json; pass a local model "
+                       "folder, a zoo name (zoo list) or a hub repo 'org/name'")
     entry = ENTRIES.get(target)
     repo = entry.repo if entry else target
     if hub.exists(repo):
