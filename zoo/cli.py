@@ -103,6 +103,35 @@ def cmd_push(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_submit(args: argparse.Namespace) -> int:
+    from zoo.hub import HubError
+    from zoo.leaderboard import submit
+
+    try:
+        request = submit(args.model, repo=args.repo, to_hf=args.hub == "hf", revision=args.revision,
+                         precision=args.precision, weight_type=args.weight_type)
+    except (HubError, ValueError) as e:
+        print(f"zoo submit: {e}", file=sys.stderr)
+        return 2
+    print(f"submitted {request['model']}@{request['revision']} to {args.repo} ({args.hub}): {request['status']}")
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from zoo.hub import HubError
+    from zoo.leaderboard import leaderboard_folder, read_submissions, render_html
+
+    try:
+        folder = leaderboard_folder(repo=args.repo, from_hf=args.hub == "hf")
+    except HubError as e:
+        print(f"zoo leaderboard: {e} (submit a model first: zoo submit NAME)", file=sys.stderr)
+        return 2
+    subs = read_submissions(folder)
+    out = render_html(subs, args.html)
+    print(f"leaderboard with {len(subs)} submission(s) written to {out}")
+    return 0
+
+
 def default_world() -> Path:
     """``$ZOO_DATA/shapes-0`` (or ``data/shapes-0``), the default world of the shapes recipes."""
     return Path(os.environ.get("ZOO_DATA", "data")) / "shapes-0"
@@ -201,6 +230,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hub", default="local", choices=["local", "hf"])
     p.add_argument("--message", default=None)
     p.set_defaults(func=cmd_push)
+
+    p = sub.add_parser("submit", help="submit a model's results to the leaderboard: zoo submit NAME_OR_REPO")
+    p.add_argument("model")
+    p.add_argument("--revision", default=None)
+    p.add_argument("--repo", default="zoo/leaderboard", help="the leaderboard dataset repo")
+    p.add_argument("--hub", default="local", choices=["local", "hf"])
+    p.add_argument("--precision", default="float32")
+    p.add_argument("--weight-type", default="Original")
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("leaderboard", help="render the leaderboard: zoo leaderboard --html out.html")
+    p.add_argument("--html", required=True)
+    p.add_argument("--repo", default="zoo/leaderboard")
+    p.add_argument("--hub", default="local", choices=["local", "hf"])
+    p.set_defaults(func=cmd_leaderboard)
 
     p = sub.add_parser("world", help="generate a synthetic world: zoo world shapes DIR [--set n_train=100]")
     p.add_argument("world", choices=["shapes"])
