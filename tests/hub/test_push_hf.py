@@ -45,3 +45,19 @@ def test_push_without_a_token_says_how_to_log_in(hf_hub_double: HubDouble, run_d
     assert main(["push", str(run_dir), "--repo", "me/no-token", "--hub", "hf"]) == 2
     err = capsys.readouterr().err
     assert "refused" in err and "hf auth login" in err and "me/no-token" not in hf_hub_double.repos
+
+
+def test_submit_and_render_the_leaderboard_on_the_hub(hf_hub_double: HubDouble, run_dir, tmp_path, monkeypatch):  # noqa: F811
+    from zoo.hub import LocalHub
+    from zoo.zoo_model import push_run
+
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "home"))
+    push_run(run_dir, "me/tiny-zoo", LocalHub())
+    assert main(["submit", "me/tiny-zoo", "--hub", "hf", "--repo", "me/board"]) == 0
+    files = hf_hub_double.files("me/board", repo_type="dataset")
+    rev = LocalHub().main("me/tiny-zoo")
+    assert set(files) == {f"requests/me__tiny-zoo_{rev}.json", f"results/me__tiny-zoo_{rev}.json"}
+    assert json.loads(files[f"requests/me__tiny-zoo_{rev}.json"])["status"] == "FINISHED"
+    out = tmp_path / "board.html"
+    assert main(["leaderboard", "--hub", "hf", "--repo", "me/board", "--html", str(out)]) == 0
+    assert "me/tiny-zoo" in out.read_text() and hf_hub_double.token_leaks() == []
