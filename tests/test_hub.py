@@ -216,3 +216,41 @@ def test_zoo_eval_takes_a_zoo_name(hub, run_dir, tiny_world, monkeypatch, capsys
                  "--output", str(out)]) == 0
     results = load_results(out)
     assert results["model"] == "shapes-vlm" and results["revision"] == rev
+
+
+@pytest.mark.parametrize("name,arch", [("llava-1.5-7b-bdhs", "llava"), ("qwen2-vl-2b-dpo", "qwen2_vl")])
+def test_real_backbone_entries_on_tiny_stand_ins(name, arch, hub, tmp_path):
+    """The entry's GPU overrides compose and train (LoRA on the language model, towers frozen, the
+    LoRA-disabled reference) on a tiny stand-in of its architecture; the result loads by zoo name."""
+    from peft import PeftModel
+
+    from tests.train.test_sft import tiny_overrides
+    from zoo.models.native import NativeBackbone, build_tiny_native
+    from zoo.registry import get_entry
+    from zoo.train.run import compose_config, train
+
+    entry = get_entry(name)
+    assert not entry.embedded and "model=hf" in entry.recipe
+    stand_in = build_tiny_native(arch, tmp_path / "stand-in")
+    gpu_only = ("trainer.precision=", "trainer.accelerator=")
+    overrides = [o.replace(f"model.path={entry.backbone}", f"model.path={stand_in}") for o in entry.recipe
+                 if not o.startswith(gpu_only)]
+    data = [o for o in tiny_overrides(tmp_path, steps=2) if o.startswith(("data", "trainer", "output_dir", "module.warmup"))]
+    overrides += [*data, "model.dtype=float32", "model.lora.r=4", "model.lora.alpha=8", "recipe_name=x"]
+    if entry.recipe[0] == "recipe=bdhs":
+        overrides += ["bdhs.max_tries=1", "bdhs.max_sentence_tokens=4"]
+    cfg = compose_config(overrides)
+    assert cfg.module.reference == "lora_disabled" and list(cfg.model.freeze)
+    metrics = train(cfg)
+    assert metrics["global_step"] == 2 and torch.isfinite(torch.tensor(metrics["train/loss"]))
+    from hydra.utils import instantiate
+
+    policy = instantiate(cfg.model)
+    assert isinstance(policy.backbone, NativeBackbone)
+    peft = [m for m in policy.model.modules() if isinstance(m, PeftModel)]
+    assert len(peft) == 1 and peft[0].peft_config["default"].r == 4
+    trainable = {n for n, p in policy.model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)  # towers and base weights frozen
+    push_run(tmp_path / "run", entry.repo, hub)
+    m = load(name, hub=hub)
+    assert m.source == "local-hub" and isinstance(m.policy.backbone, NativeBackbone)

@@ -69,3 +69,26 @@ register(ZooEntry(
     "zoo/shapes-vlm-online-bdhs", base="shapes-vlm",
     description="online BDHS: rejected written by the policy every step", tags=("bdhs", "online"),
 ))
+
+
+# Real backbones: HF-native checkpoints, aligned on GPUs (not embedded: the base weights are downloaded).
+# The overrides are starting points for one 80 GB GPU: LoRA on the language model (the BDHS paper used
+# r=128 / α=256), media towers frozen, the LoRA-disabled model as the reference, bf16.
+def _gpu_recipe(recipe: str, hf_id: str, freeze: str, beta: float, lr: float) -> tuple[str, ...]:
+    return (f"recipe={recipe}", "model=hf", f"model.path={hf_id}", f"model.freeze={freeze}",
+            "module.reference=lora_disabled", f"module.hparams.beta={beta}", f"module.optimizer.lr={lr}",
+            "trainer.precision=bf16-mixed", "trainer.accelerator=gpu")
+
+
+register(ZooEntry(
+    "llava-1.5-7b-bdhs", "llava-hf/llava-1.5-7b-hf", ("image",),
+    _gpu_recipe("bdhs", "llava-hf/llava-1.5-7b-hf", "[vision_tower,multi_modal_projector]", 0.1, 2e-5),
+    "zoo/llava-1.5-7b-bdhs", description="LLaVA-1.5-7B aligned with offline BDHS (LoRA r=128, α=256)",
+    embedded=False, tags=("bdhs", "lora"),
+))
+register(ZooEntry(
+    "qwen2-vl-2b-dpo", "Qwen/Qwen2-VL-2B-Instruct", ("image",),
+    _gpu_recipe("dpo", "Qwen/Qwen2-VL-2B-Instruct", "[visual]", 0.1, 1e-5),
+    "zoo/qwen2-vl-2b-dpo", description="Qwen2-VL-2B-Instruct aligned with DPO (+ RPO term, LoRA r=128, α=256)",
+    embedded=False, tags=("dpo", "lora"),
+))

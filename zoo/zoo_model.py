@@ -91,8 +91,12 @@ def load(name_or_path: str | Path, revision: str | None = None, device=None, dty
     if entry is not None and entry.embedded and build:
         build_entry(entry.name, hub=hub)
         return load(target, revision=None, device=device, dtype=dtype, hub=hub)
-    hint = (f"build it with `zoo build {entry.name}` or load({entry.name!r}, build=True)"
-            if entry is not None and entry.embedded else "check the name, or push the model first")
+    if entry is not None and entry.embedded:
+        hint = f"build it with `zoo build {entry.name}` or load({entry.name!r}, build=True)"
+    elif entry is not None:
+        hint = f"train it on a GPU: zoo train {' '.join(entry.recipe)} output_dir=runs/{entry.name}, then zoo push"
+    else:
+        hint = "check the name, or push the model first"
     raise HubError(f"cannot load {target!r}: " + "; ".join(tried) + f". {hint}")
 
 

@@ -131,23 +131,49 @@ class FrozenReference(Reference):
 
 
 def apply_lora(policy: Policy, r: int = 8, alpha: int = 16, target_modules=("q_proj", "v_proj"), dropout: float = 0.0):
-    """Wrap ``policy.model.language_model`` (composed backbone) with peft LoRA; returns the PeftModel.
+    """Wrap the policy's language model with peft LoRA; returns the PeftModel.
 
-    The base language-model weights are frozen; the Policy keeps working unchanged (the composed
-    model calls its language model with ``inputs_embeds``).
+    The composed model's ``language_model`` (a causal LM) or an HF-native VLM's inner
+    ``model.language_model`` (LLaVA, Qwen2-VL …: the decoder without its head) is wrapped in place;
+    its base weights are frozen and the Policy keeps working unchanged (both call the language model
+    with ``inputs_embeds``). Media towers are untouched: freeze them separately if wanted.
     """
     from peft import LoraConfig, get_peft_model
 
     model = policy.model
-    if not hasattr(model, "language_model"):
-        raise TypeError(f"apply_lora wraps a composed model's language_model; {type(model).__name__} has none")
-    config = LoraConfig(
-        r=r, lora_alpha=alpha, target_modules=list(target_modules), lora_dropout=dropout, task_type="CAUSAL_LM"
-    )
+    inner = getattr(model, "model", None)
+    owner = inner if isinstance(inner, nn.Module) and isinstance(getattr(inner, "language_model", None), nn.Module) \
+        else model
+    language_model = getattr(owner, "language_model", None)
+    if not isinstance(language_model, nn.Module):
+        raise TypeError(f"apply_lora: {type(model).__name__} has no language_model to wrap")
+    causal = hasattr(language_model, "lm_head") or hasattr(language_model, "get_output_embeddings") and \
+        language_model.get_output_embeddings() is not None
+    config = LoraConfig(r=r, lora_alpha=alpha, target_modules=list(target_modules), lora_dropout=dropout,
+                        task_type="CAUSAL_LM" if causal else None)
     with warnings.catch_warnings():  # peft calls a transformers property deprecated in v5
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-        model.language_model = get_peft_model(model.language_model, config)
-    return model.language_model
+        owner.language_model = get_peft_model(language_model, config)
+    head = model.get_output_embeddings() if owner is not model else None
+    if head is not None:  # an HF-native VLM keeps its LM head outside the wrapped decoder: frozen too
+        head.requires_grad_(False)
+    return owner.language_model
+
+
+def freeze_modules(policy: Policy, names) -> list[str]:
+    """Freeze the named submodules (``vision_tower``, ``multi_modal_projector``, ``visual``, ``encoders`` …,
+    looked up on the model and on an HF-native model's inner ``model``); returns the names frozen."""
+    model = policy.model
+    owners = [model, getattr(model, "model", None)]
+    frozen = []
+    for name in names:
+        module = next((getattr(o, name) for o in owners if isinstance(getattr(o, name, None), nn.Module)), None)
+        if module is None:
+            found = sorted({n for o in owners if isinstance(o, nn.Module) for n, _ in o.named_children()})
+            raise ValueError(f"cannot freeze {name!r}: {type(model).__name__} has no such module (has: {', '.join(found)})")
+        module.requires_grad_(False)
+        frozen.append(name)
+    return frozen
 
 
 def find_peft_model(model: nn.Module):

@@ -5,16 +5,34 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def load_policy(path: str | Path, dtype=None, device=None, trust_remote_code: bool = False):
-    """Load a saved model folder (or hub id) as a `Policy`, composed or HF-native alike."""
+def load_policy(path: str | Path, dtype=None, device=None, trust_remote_code: bool = False,
+                lora: dict | None = None, freeze: list[str] | tuple[str, ...] = ()):
+    """Load a saved model folder (or hub id) as a `Policy`, composed or HF-native alike.
+
+    ``freeze``: submodules to freeze (e.g. ``["vision_tower", "multi_modal_projector"]``); ``lora``:
+    ``{"r", "alpha", "target_modules", "dropout"}`` wraps the language model with LoRA adapters
+    (base weights frozen; pair it with ``module.reference=lora_disabled``).
+    """
     from transformers import AutoConfig
 
     from zoo.models.composed import ComposedBackbone, ComposedConfig
     from zoo.models.policy import Policy
 
+    if isinstance(dtype, str):
+        import torch
+
+        dtype = getattr(torch, dtype)
     config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     if config.model_type == ComposedConfig.model_type:
-        return Policy(ComposedBackbone.from_pretrained(path, dtype=dtype, device=device))
-    from zoo.models.native import load_native_policy
+        policy = Policy(ComposedBackbone.from_pretrained(path, dtype=dtype, device=device))
+    else:
+        from zoo.models.native import load_native_policy
 
-    return load_native_policy(path, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
+        policy = load_native_policy(path, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
+    if freeze or lora:
+        from zoo.align.reference import apply_lora, freeze_modules
+
+        freeze_modules(policy, freeze)
+        if lora:
+            apply_lora(policy, **lora)
+    return policy

@@ -111,12 +111,17 @@ class PreferenceModule(PolicyModule):
         if reference == "frozen":
             self.reference = FrozenReference(policy)
             self.reference_policy = self.reference.policy  # a submodule: moved with the module, saved in checkpoints
+        elif reference == "lora_disabled":
+            from zoo.align.reference import LoRAReference, find_peft_model
+
+            find_peft_model(policy.model)  # fails early, with a clear message, when there are no adapters
+            self.reference = LoRAReference()
         elif reference == "cached":
             self.reference = CachedReference(reference_cache_dir or ".")
             self.reference_cache_dir = reference_cache_dir
             self.initial_model_hash = model_hash(policy)  # now, before a checkpoint can overwrite the weights
         else:
-            raise ValueError(f"unknown reference {reference!r}: choose 'frozen' or 'cached'")
+            raise ValueError(f"unknown reference {reference!r}: choose 'frozen', 'cached' or 'lora_disabled'")
 
     def on_fit_start(self) -> None:
         super().on_fit_start()
