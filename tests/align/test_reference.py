@@ -259,3 +259,32 @@ def test_cached_pairs_survive_training_and_are_keyed(tiny_policy, pair_batches, 
         torch.testing.assert_close(got[1], want[1].detach(), atol=1e-4, rtol=0)
     with pytest.raises(KeyError, match="not in the reference cache"):
         cached.pair_logps(policy, dict(pair_batches["concat"][0], example_index=["pairs[99]"] * 3))
+
+
+@pytest.mark.parametrize("arch", ["llava", "qwen2_vl"])
+def test_lora_reference_on_native_models_is_the_unadapted_model(arch):
+    from tests.models.test_pair_logps import encode_pairs, native_rows
+    from zoo.data.collate import pad_pairs
+    from zoo.models.native import NativeBackbone, make_tiny_native
+    from zoo.models.policy import Policy
+
+    model, processor = make_tiny_native(arch)
+    base = Policy(NativeBackbone(model, processor)).eval()
+    adapted = Policy(NativeBackbone(copy.deepcopy(model), processor)).eval()
+    apply_lora(adapted, r=4, alpha=8, target_modules=("q_proj", "v_proj"))
+    towers = ("vision_tower", "multi_modal_projector", "visual")  # apply_lora leaves them as they are
+    trainable = {n for n, p in adapted.model.named_parameters() if p.requires_grad and not any(t in n for t in towers)}
+    assert trainable and all("lora_" in n for n in trainable)  # the language model and its head are frozen
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for n, p in adapted.model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.5)  # the adapters have moved
+    batch = pad_pairs(encode_pairs(base, native_rows()), processor.tokenizer.pad_token_id)
+    with torch.no_grad():
+        want = [s.logps for s in base.pair_logps(batch)]
+        moved = [s.logps for s in adapted.pair_logps(batch)]
+    got = LoRAReference().pair_logps(adapted, batch)
+    assert (moved[0] - want[0]).abs().max() > 1e-3  # the adapted policy differs …
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, atol=1e-5, rtol=0)  # … its reference is the un-adapted model
