@@ -92,3 +92,9 @@ register(ZooEntry(
     "zoo/qwen2-vl-2b-dpo", description="Qwen2-VL-2B-Instruct aligned with DPO (+ RPO term, LoRA r=128, α=256)",
     embedded=False, tags=("dpo", "lora"),
 ))
+register(ZooEntry(
+    "qwen2.5-vl-3b-bdhs", "Qwen/Qwen2.5-VL-3B-Instruct", ("image",),
+    _gpu_recipe("bdhs", "Qwen/Qwen2.5-VL-3B-Instruct", "[visual]", 0.1, 1e-5),
+    "zoo/qwen2.5-vl-3b-bdhs", description="Qwen2.5-VL-3B-Instruct aligned with offline BDHS (LoRA r=128, α=256)",
+    embedded=False, tags=("bdhs", "lora"),
+))

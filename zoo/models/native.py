@@ -160,7 +160,7 @@ def load_native_policy(
 # ---------------------------------------------------------------------------------------------
 # Tiny random models, built offline (tests, smoke runs).
 
-TINY_ARCHS = ("llava", "qwen2_vl", "gemma3")
+TINY_ARCHS = ("llava", "qwen2_vl", "qwen2_5_vl", "gemma3")
 IMAGE_SIZE = 32  # pixels; every tiny vision tower uses 8-pixel patches
 
 DEFAULT_TEXTS = (
@@ -254,6 +254,35 @@ def _tiny_qwen2_vl(texts):
     return Qwen2VLForConditionalGeneration(config), processor
 
 
+def _tiny_qwen2_5_vl(texts):
+    from transformers import (
+        Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor, Qwen2VLImageProcessor,
+        Qwen2VLVideoProcessor,
+    )  # fmt: skip
+
+    tok = train_tokenizer(
+        texts, placeholders={"image": "<|image_pad|>"},
+        extra_special_tokens=("<|vision_start|>", "<|vision_end|>", "<|video_pad|>"),
+    )  # fmt: skip
+    tok.chat_template = chat_template({"image": "<|vision_start|><|image_pad|><|vision_end|>"})
+    ids = tok.convert_tokens_to_ids
+    rope = {"rope_type": "default", "mrope_section": [4, 6, 6]}
+    text = _text_config(tok, model_type="qwen2_5_vl_text", rope_parameters=rope)
+    # Two vision blocks: block 0 attends within 16-pixel windows, block 1 over the whole image.
+    vision = dict(depth=2, hidden_size=32, intermediate_size=64, out_hidden_size=64, num_heads=2, patch_size=8,
+                  spatial_merge_size=2, window_size=16, fullatt_block_indexes=[1])
+    config = Qwen2_5_VLConfig(
+        text_config=text, vision_config=vision, image_token_id=ids("<|image_pad|>"),
+        video_token_id=ids("<|video_pad|>"), vision_start_token_id=ids("<|vision_start|>"),
+        vision_end_token_id=ids("<|vision_end|>"),
+    )  # fmt: skip
+    pixels = {"shortest_edge": IMAGE_SIZE * IMAGE_SIZE, "longest_edge": IMAGE_SIZE * IMAGE_SIZE}
+    image_processor = Qwen2VLImageProcessor(size=pixels, patch_size=8, merge_size=2)
+    video_processor = Qwen2VLVideoProcessor(size=pixels, patch_size=8, merge_size=2)
+    processor = Qwen2_5_VLProcessor(image_processor, tok, video_processor, chat_template=tok.chat_template)
+    return Qwen2_5_VLForConditionalGeneration(config), processor
+
+
 def _tiny_gemma3(texts):
     from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3ImageProcessor, Gemma3Processor
 
@@ -280,7 +309,7 @@ def _tiny_gemma3(texts):
 
 def make_tiny_native(arch: str, texts=None, seed: int = 0):
     """A tiny random ``arch`` model (eval mode) and its processor, in memory; deterministic per ``seed``."""
-    builders = {"llava": _tiny_llava, "qwen2_vl": _tiny_qwen2_vl, "gemma3": _tiny_gemma3}
+    builders = {"llava": _tiny_llava, "qwen2_vl": _tiny_qwen2_vl, "qwen2_5_vl": _tiny_qwen2_5_vl, "gemma3": _tiny_gemma3}
     if arch not in builders:
         raise ValueError(f"unknown tiny arch {arch!r}; choose from {TINY_ARCHS}")
     torch.manual_seed(seed)
