@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from tests.conftest import build_tiny_policy
-from zoo.hub import HubError, IntegrityError, LocalHub
-from zoo.zoo_model import ZooModel, load, push_run
+from zoo.hub import HubError, IntegrityError, LocalHub, push_run
+from zoo.zoo_model import ZooModel, load
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import build_tiny_policy
 from zoo.hub import LocalHub
-from zoo.zoo_model import push_run
+from zoo.hub import push_run
 
 BROWSER = next((b for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
 

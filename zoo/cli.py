@@ -83,7 +83,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 def cmd_push(args: argparse.Namespace) -> int:
     from huggingface_hub.errors import HfHubHTTPError
 
-    from zoo.zoo_model import push_run, push_run_to_hf
+    from zoo.hub import push_run, push_run_to_hf
 
     try:
         if args.hub == "hf":

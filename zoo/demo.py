@@ -59,7 +59,8 @@ def run_demo(output_dir: str = "runs/demo", overrides: list[str] | None = None, 
     """
     from benchmarks.results import compare_table
     from zoo.hub import LocalHub
-    from zoo.zoo_model import load, push_run
+    from zoo.hub import push_run
+    from zoo.zoo_model import load
 
     console = Console()
     start = time.perf_counter()

@@ -7,7 +7,9 @@ Layout (one repo)::
         revisions/<rev>/.zoo-manifest.json   {"files": {path: sha256}, "created", "message", "parent"}
         refs/main                   the revision ``main`` points at (one line)
 
-A push copies the folder into a temporary directory beside ``revisions/``, writes the manifest, renames
+`push_run` lays a training run out as a hub repo (`stage_run`: model files, ``recipe.yaml``,
+``results.json``, ``.eval_results/``, the model card) and pushes it here; `push_run_to_hf` sends the same
+layout to the HF Hub. A push copies the folder into a temporary directory beside ``revisions/``, writes the manifest, renames
 the directory into place and only then moves ``refs/main`` (write-then-``os.replace``): a push killed
 at any point leaves ``main`` and every earlier revision untouched. ``rev`` is the first 12 hex digits
 of the manifest's sha256, so identical content gets the same revision. `resolve` verifies the sha256
@@ -143,6 +145,65 @@ class LocalHub:
         if verify:
             verify_folder(path, manifest["files"], f"{repo_id}@{path.name}")
         return Revision(repo_id, path.name, path, manifest)
+
+
+# ---------------------------------------------------------------- pushing runs
+
+
+def stage_run(run_dir: str | Path, repo_id: str, dest: str | Path, card: bool = True, **card_kwargs) -> Path:
+    """Lay a training run out as a hub repo in ``dest``: its ``model/`` files plus ``recipe.yaml``,
+    ``results.json`` and ``.eval_results/`` when present, and a model card (``README.md``, rendered from
+    ``model_cards/`` unless the run has its own)."""
+    run_dir, stage = Path(run_dir), Path(dest)
+    model = run_dir / "model"
+    if not (model / "config.json").is_file():
+        raise FileNotFoundError(f"{run_dir} holds no model/ folder to push")
+    shutil.copytree(model, stage)
+    for extra in ("recipe.yaml", "results.json", "README.md"):
+        if (run_dir / extra).is_file():
+            shutil.copy2(run_dir / extra, stage / extra)
+    if (run_dir / ".eval_results").is_dir():
+        shutil.copytree(run_dir / ".eval_results", stage / ".eval_results")
+    elif (run_dir / "results.json").is_file():
+        from benchmarks.cards import write_eval_results
+
+        write_eval_results(json.loads((run_dir / "results.json").read_text()), stage)
+    if card and not (stage / "README.md").exists():
+        from zoo.model_card import render_card
+
+        (stage / "README.md").write_text(render_card(run_dir, repo_id, **card_kwargs))
+    return stage
+
+
+def push_run(run_dir: str | Path, repo_id: str, hub: LocalHub | None = None, message: str = "",
+             card: bool = True, **card_kwargs) -> str:
+    """Push a training run (laid out by `stage_run`) to the local hub; returns the new revision."""
+    hub = hub or LocalHub()
+    with tempfile.TemporaryDirectory() as tmp:
+        stage = stage_run(run_dir, repo_id, Path(tmp) / "repo", card, **card_kwargs)
+        return hub.push(stage, repo_id, message=message or f"push {run_dir}")
+
+
+def push_run_to_hf(run_dir: str | Path, repo_id: str, message: str = "", private: bool = False,
+                   repo_type: str = "model", card: bool = True, **card_kwargs) -> str:
+    """Push a training run to the HF Hub (``create_repo`` + ``upload_folder`` of huggingface_hub's client).
+
+    The token comes from the environment (``HF_TOKEN``) or ``hf auth login`` only — never from an
+    argument, so it never lands in a command line, a file or a log. Returns the commit id.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        stage = stage_run(run_dir, repo_id, Path(tmp) / "repo", card, **card_kwargs)
+        return upload_to_hf(stage, repo_id, message or f"zoo push {Path(run_dir).name}", repo_type, private)
+
+
+def upload_to_hf(folder: str | Path, repo_id: str, message: str, repo_type: str = "model", private: bool = False) -> str:
+    """``create_repo`` (if missing) + ``upload_folder`` with huggingface_hub's client; returns the commit id.
+    The token comes from the environment or the login only."""
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
+    return api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type=repo_type, commit_message=message).oid
 
 
 def verify_folder(path: Path, files: dict[str, str], what: str) -> None:

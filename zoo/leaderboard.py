@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.results import flatten_metrics, is_number
-from zoo.hub import LocalHub
+from zoo.hub import LocalHub, upload_to_hf
 
 LEADERBOARD_REPO = "zoo/leaderboard"
 PLOT_METRIC = "chair_trigger/chair_i"  # the bias-trigger hallucination rate, when present
@@ -83,12 +83,7 @@ def submit(model: str, hub: LocalHub | None = None, repo: str = LEADERBOARD_REPO
             (stage / rel).parent.mkdir(parents=True, exist_ok=True)
             (stage / rel).write_text(json.dumps(content, indent=2, sort_keys=True) + "\n")
         if to_hf:
-            from huggingface_hub import HfApi
-
-            api = HfApi()  # the token comes from the environment or the login only
-            api.create_repo(repo, repo_type="dataset", exist_ok=True)
-            api.upload_folder(folder_path=str(stage), repo_id=repo, repo_type="dataset",
-                              commit_message=f"submit {model}@{request['revision']}")
+            upload_to_hf(stage, repo, f"submit {model}@{request['revision']}", repo_type="dataset")
         else:
             hub.push(stage, repo, message=f"submit {model}@{request['revision']}", kind="dataset")
     return request

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from zoo.hub import HubError, LocalHub
+from zoo.hub import HubError, LocalHub, push_run
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +47,13 @@ class ZooModel:
     def chat(self, messages: list[dict], images=None, max_new_tokens: int = 64, **gen) -> str:
         """Reply to a conversation (TRL's format; ``{"type": "image"}`` parts take ``images`` in order)."""
         from zoo.data.collate import ExampleEncoder, pad_batch
+        from zoo.models.policy import to_device
 
         row = {"prompt": messages, "images": list(images or [])}
         encoded = ExampleEncoder(self.processor).encode(row, "chat", None)
         tok = self.policy.tokenizer
         batch = pad_batch([encoded], tok.pad_token_id, padding_side="left")
-        device = next(self.policy.parameters()).device
-        batch = {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}
+        batch = to_device(batch, next(self.policy.parameters()).device)
         return self.policy.generate(batch, max_new_tokens=max_new_tokens, **gen).texts[0]
 
     def generate(self, text: str, images=None, max_new_tokens: int = 64, **gen) -> str:
@@ -110,64 +110,6 @@ def _from_hf_hub(repo: str, revision: str | None, tried: list[str]) -> Path | No
         offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
         tried.append(f"not on the HF Hub ({'offline' if offline else type(e).__name__})")
         return None
-
-
-def stage_run(run_dir: str | Path, repo_id: str, dest: str | Path, card: bool = True, **card_kwargs) -> Path:
-    """Lay a training run out as a hub repo in ``dest``: its ``model/`` files plus ``recipe.yaml``,
-    ``results.json`` and ``.eval_results/`` when present, and a model card (``README.md``, rendered from
-    ``model_cards/`` unless the run has its own)."""
-    import shutil
-
-    run_dir, stage = Path(run_dir), Path(dest)
-    model = run_dir / "model"
-    if not (model / "config.json").is_file():
-        raise FileNotFoundError(f"{run_dir} holds no model/ folder to push")
-    shutil.copytree(model, stage)
-    for extra in ("recipe.yaml", "results.json", "README.md"):
-        if (run_dir / extra).is_file():
-            shutil.copy2(run_dir / extra, stage / extra)
-    if (run_dir / ".eval_results").is_dir():
-        shutil.copytree(run_dir / ".eval_results", stage / ".eval_results")
-    elif (run_dir / "results.json").is_file():
-        from benchmarks.cards import write_eval_results
-
-        write_eval_results(json.loads((run_dir / "results.json").read_text()), stage)
-    if card and not (stage / "README.md").exists():
-        from zoo.model_card import render_card
-
-        (stage / "README.md").write_text(render_card(run_dir, repo_id, **card_kwargs))
-    return stage
-
-
-def push_run(run_dir: str | Path, repo_id: str, hub: LocalHub | None = None, message: str = "",
-             card: bool = True, **card_kwargs) -> str:
-    """Push a training run (laid out by `stage_run`) to the local hub; returns the new revision."""
-    import tempfile
-
-    hub = hub or LocalHub()
-    with tempfile.TemporaryDirectory() as tmp:
-        stage = stage_run(run_dir, repo_id, Path(tmp) / "repo", card, **card_kwargs)
-        return hub.push(stage, repo_id, message=message or f"push {run_dir}")
-
-
-def push_run_to_hf(run_dir: str | Path, repo_id: str, message: str = "", private: bool = False,
-                   repo_type: str = "model", card: bool = True, **card_kwargs) -> str:
-    """Push a training run to the HF Hub (``create_repo`` + ``upload_folder`` of huggingface_hub's client).
-
-    The token comes from the environment (``HF_TOKEN``) or ``hf auth login`` only — never from an
-    argument, so it never lands in a command line, a file or a log. Returns the commit id.
-    """
-    import tempfile
-
-    from huggingface_hub import HfApi
-
-    api = HfApi()
-    with tempfile.TemporaryDirectory() as tmp:
-        stage = stage_run(run_dir, repo_id, Path(tmp) / "repo", card, **card_kwargs)
-        api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
-        info = api.upload_folder(folder_path=str(stage), repo_id=repo_id, repo_type=repo_type,
-                                 commit_message=message or f"zoo push {Path(run_dir).name}")
-    return info.oid
 
 
 def build_entry(name: str, hub: LocalHub | None = None, runs_root: str | Path = "runs", extra: tuple[str, ...] = ()) -> str:

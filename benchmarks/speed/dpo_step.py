@@ -426,7 +426,6 @@ def worker_zoo(args, model_dir: Path, data_dir: Path, cached: bool = False) -> d
 
 
 def worker_trl(args, model_dir: Path, data_dir: Path) -> dict[str, Any]:
-    import torch
     from datasets import Dataset
     from PIL import Image
     from transformers import AutoModelForImageTextToText, AutoProcessor

@@ -49,7 +49,7 @@ def test_push_without_a_token_says_how_to_log_in(hf_hub_double: HubDouble, run_d
 
 def test_submit_and_render_the_leaderboard_on_the_hub(hf_hub_double: HubDouble, run_dir, tmp_path, monkeypatch):  # noqa: F811
     from zoo.hub import LocalHub
-    from zoo.zoo_model import push_run
+    from zoo.hub import push_run
 
     monkeypatch.setenv("ZOO_HOME", str(tmp_path / "home"))
     push_run(run_dir, "me/tiny-zoo", LocalHub())

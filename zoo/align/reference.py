@@ -57,7 +57,7 @@ from torch import nn
 from modalities.registry import Registry
 from zoo.data.collate import Encoded, pad_batch
 from zoo.data.schema import MEDIA_COLUMNS
-from zoo.models.policy import Batch, Media, Policy
+from zoo.models.policy import Batch, Media, Policy, eval_mode
 
 REFERENCES: Registry[type[Reference]] = Registry("reference")
 
@@ -92,23 +92,15 @@ def media_frozen(model: nn.Module) -> bool:
 
 @torch.no_grad()
 def _eval_logps(policy: Policy, batch: Batch, media: Media | None) -> torch.Tensor:
-    was_training = policy.training
-    policy.eval()
-    try:
+    with eval_mode(policy):
         return policy.sequence_logps(batch, media=media).logps.detach()
-    finally:
-        policy.train(was_training)
 
 
 @torch.no_grad()
 def _eval_pair_logps(policy: Policy, batch: Batch, media: Media | None) -> tuple[torch.Tensor, torch.Tensor]:
-    was_training = policy.training
-    policy.eval()
-    try:
+    with eval_mode(policy):
         chosen, rejected = policy.pair_logps(batch, media=media)
         return chosen.logps.detach(), rejected.logps.detach()
-    finally:
-        policy.train(was_training)
 
 
 @REFERENCES.register("frozen")

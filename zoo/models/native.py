@@ -223,64 +223,54 @@ def _tiny_llava(texts):
     return LlavaForConditionalGeneration(config), processor
 
 
-def _tiny_qwen2_vl(texts):
-    from transformers import (
-        Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessor, Qwen2VLProcessor,
-        Qwen2VLVideoProcessor,
-    )  # fmt: skip
-
-    # The image part renders as Qwen's start/pad/end triple; the processor expands the pad token.
+def _qwen_tokenizer(texts):
+    """Qwen's tokens: the image renders as the start/pad/end triple; the processor expands the pad token."""
     tok = train_tokenizer(
         texts, placeholders={"image": "<|image_pad|>"},
         extra_special_tokens=("<|vision_start|>", "<|vision_end|>", "<|video_pad|>"),
     )  # fmt: skip
     tok.chat_template = chat_template({"image": "<|vision_start|><|image_pad|><|vision_end|>"})
     ids = tok.convert_tokens_to_ids
-    # head_dim 32: the M-RoPE sections (temporal, height, width) split its 16 frequencies.
-    rope = {"rope_type": "default", "mrope_section": [4, 6, 6]}
-    text = _text_config(tok, model_type="qwen2_vl_text", rope_parameters=rope)
-    vision = dict(depth=1, embed_dim=32, hidden_size=64, num_heads=2, mlp_ratio=2, patch_size=8, spatial_merge_size=2)
-    config = Qwen2VLConfig(
-        text_config=text, vision_config=vision, image_token_id=ids("<|image_pad|>"),
-        video_token_id=ids("<|video_pad|>"), vision_start_token_id=ids("<|vision_start|>"),
-        vision_end_token_id=ids("<|vision_end|>"),
-    )  # fmt: skip
+    special = dict(image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),
+                   vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"))
+    return tok, special
+
+
+def _qwen_processor(processor_cls, tok):
+    from transformers import Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+
     # min = max pixels: every image is resized to about 32*32 pixels (aspect kept, sides multiples of
     # 16) -> a grid of at most 4x4 patches -> at most 4 tokens after the 2x2 merge.
     pixels = {"shortest_edge": IMAGE_SIZE * IMAGE_SIZE, "longest_edge": IMAGE_SIZE * IMAGE_SIZE}
     image_processor = Qwen2VLImageProcessor(size=pixels, patch_size=8, merge_size=2)
     video_processor = Qwen2VLVideoProcessor(size=pixels, patch_size=8, merge_size=2)
-    processor = Qwen2VLProcessor(image_processor, tok, video_processor, chat_template=tok.chat_template)
-    return Qwen2VLForConditionalGeneration(config), processor
+    return processor_cls(image_processor, tok, video_processor, chat_template=tok.chat_template)
+
+
+# head_dim 32: the M-RoPE sections (temporal, height, width) split its 16 frequencies.
+_MROPE = {"rope_type": "default", "mrope_section": [4, 6, 6]}
+
+
+def _tiny_qwen2_vl(texts):
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor
+
+    tok, special = _qwen_tokenizer(texts)
+    text = _text_config(tok, model_type="qwen2_vl_text", rope_parameters=_MROPE)
+    vision = dict(depth=1, embed_dim=32, hidden_size=64, num_heads=2, mlp_ratio=2, patch_size=8, spatial_merge_size=2)
+    config = Qwen2VLConfig(text_config=text, vision_config=vision, **special)
+    return Qwen2VLForConditionalGeneration(config), _qwen_processor(Qwen2VLProcessor, tok)
 
 
 def _tiny_qwen2_5_vl(texts):
-    from transformers import (
-        Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor, Qwen2VLImageProcessor,
-        Qwen2VLVideoProcessor,
-    )  # fmt: skip
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
 
-    tok = train_tokenizer(
-        texts, placeholders={"image": "<|image_pad|>"},
-        extra_special_tokens=("<|vision_start|>", "<|vision_end|>", "<|video_pad|>"),
-    )  # fmt: skip
-    tok.chat_template = chat_template({"image": "<|vision_start|><|image_pad|><|vision_end|>"})
-    ids = tok.convert_tokens_to_ids
-    rope = {"rope_type": "default", "mrope_section": [4, 6, 6]}
-    text = _text_config(tok, model_type="qwen2_5_vl_text", rope_parameters=rope)
+    tok, special = _qwen_tokenizer(texts)
+    text = _text_config(tok, model_type="qwen2_5_vl_text", rope_parameters=_MROPE)
     # Two vision blocks: block 0 attends within 16-pixel windows, block 1 over the whole image.
     vision = dict(depth=2, hidden_size=32, intermediate_size=64, out_hidden_size=64, num_heads=2, patch_size=8,
                   spatial_merge_size=2, window_size=16, fullatt_block_indexes=[1])
-    config = Qwen2_5_VLConfig(
-        text_config=text, vision_config=vision, image_token_id=ids("<|image_pad|>"),
-        video_token_id=ids("<|video_pad|>"), vision_start_token_id=ids("<|vision_start|>"),
-        vision_end_token_id=ids("<|vision_end|>"),
-    )  # fmt: skip
-    pixels = {"shortest_edge": IMAGE_SIZE * IMAGE_SIZE, "longest_edge": IMAGE_SIZE * IMAGE_SIZE}
-    image_processor = Qwen2VLImageProcessor(size=pixels, patch_size=8, merge_size=2)
-    video_processor = Qwen2VLVideoProcessor(size=pixels, patch_size=8, merge_size=2)
-    processor = Qwen2_5_VLProcessor(image_processor, tok, video_processor, chat_template=tok.chat_template)
-    return Qwen2_5_VLForConditionalGeneration(config), processor
+    config = Qwen2_5_VLConfig(text_config=text, vision_config=vision, **special)
+    return Qwen2_5_VLForConditionalGeneration(config), _qwen_processor(Qwen2_5_VLProcessor, tok)
 
 
 def _tiny_gemma3(texts):

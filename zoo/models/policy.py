@@ -17,6 +17,7 @@ the sequence length nor the position of any token.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,6 +105,26 @@ class Backbone(ABC):
         return position_ids[..., -1:] + torch.arange(1, n + 1, device=position_ids.device)
 
 
+@contextmanager
+def eval_mode(module: nn.Module):
+    """Evaluate ``module`` (dropout off) inside the block, then restore its train/eval mode."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)
+
+
+def to_device(batch: Any, device) -> Any:
+    """Tensors of a (nested) batch moved to ``device``; everything else as it is."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    return batch
+
+
 def padding_position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
     """1-D positions counting only real tokens (left or right padding alike)."""
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
@@ -177,6 +198,22 @@ class Policy(nn.Module):
         token_logps = token_logps * mask
         return SequenceLogps(token_logps.sum(-1), token_logps, mask, mask.sum(-1))
 
+    def _prefill(self, batch: Batch, media: Media | None, media_keep: torch.Tensor | None, unpadded: str,
+                 logits_to_keep: int = 0):
+        """Run left-padded prompts once with a KV cache: ``(output, position_ids, attention_mask)``, the
+        mask with ``media_keep`` folded in. ``unpadded`` is the error for prompts that are not left-padded."""
+        ids, am = batch["input_ids"], batch["attention_mask"]
+        if not bool(am[:, -1].all()):
+            raise ValueError(unpadded)
+        self.check_media_keep(batch, media_keep)
+        if media is None:
+            media = self.encode_media(batch)
+        position_ids = self.backbone.position_ids(batch)
+        am = fold_media_keep(am, media_keep)
+        out = self.backbone.forward(ids, am, position_ids, media=media, batch=batch, use_cache=True,
+                                    logits_to_keep=logits_to_keep)
+        return out, position_ids, am
+
     def pair_logps(self, batch: Batch, media: Media | None = None,
                    media_keep: torch.Tensor | None = None) -> tuple[SequenceLogps, SequenceLogps]:
         """Response log-probs of the chosen and the rejected side of a pair batch (`pad_pairs`).
@@ -194,17 +231,10 @@ class Policy(nn.Module):
             return (self.sequence_logps(chosen, media, media_keep),
                     self.sequence_logps(rejected, media, keep_r))
         prompt, responses = batch["prompt"], batch["responses"]
-        ids, am = prompt["input_ids"], prompt["attention_mask"]
-        if not bool(am[:, -1].all()):
-            raise ValueError("shared-prefix pairs need left-padded prompts (collate with pad_pairs)")
-        self.check_media_keep(prompt, media_keep)
-        if media is None:
-            media = self.encode_media(prompt)
+        out, position_ids, am = self._prefill(prompt, media, media_keep, logits_to_keep=1,
+                                              unpadded="shared-prefix pairs need left-padded prompts (collate with pad_pairs)")
+        ids = prompt["input_ids"]
         B = ids.shape[0]
-        position_ids = self.backbone.position_ids(prompt)
-        am = fold_media_keep(am, media_keep)
-        out = self.backbone.forward(ids, am, position_ids, media=media, batch=prompt, use_cache=True,
-                                    logits_to_keep=1)
         cache = out.cache
         both = torch.arange(B, device=ids.device).repeat(2)  # chosen rows, then rejected rows
         cache.reorder_cache(both)  # differentiable index_select: the prefix graph is shared by both
@@ -238,20 +268,15 @@ class Policy(nn.Module):
         generator: torch.Generator | None = None,
     ) -> Generation:
         """Continue every (left-padded) prompt of the batch with a KV cache, all rows at once."""
-        ids, am = batch["input_ids"], batch["attention_mask"]
-        if not bool(am[:, -1].all()):
-            raise ValueError("generate needs left-padded prompts (collate with padding_side='left')")
-        self.check_media_keep(batch, media_keep)
-        if media is None:
-            media = self.encode_media(batch)
+        out, position_ids, attention_mask = self._prefill(  # only the last position's logits are needed
+            batch, media, media_keep, logits_to_keep=1,
+            unpadded="generate needs left-padded prompts (collate with padding_side='left')",
+        )
+        ids = batch["input_ids"]
         tok = self.tokenizer
         stops = set(stop_token_ids) if stop_token_ids is not None else {tok.eos_token_id}
         stop_t = torch.tensor(sorted(stops), device=ids.device)
         pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-
-        position_ids = self.backbone.position_ids(batch)
-        attention_mask = fold_media_keep(am, media_keep)
-        out = self.backbone.forward(ids, attention_mask, position_ids, media=media, batch=batch, use_cache=True)
         banned = torch.tensor(self.backbone.media_token_ids, dtype=torch.long, device=ids.device)
         B = ids.shape[0]
         finished = torch.zeros(B, dtype=torch.bool, device=ids.device)

