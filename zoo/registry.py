@@ -87,6 +87,14 @@ register(ZooEntry(
     embedded=False, tags=("bdhs", "lora"),
 ))
 register(ZooEntry(
+    "llava-1.6-7b-bdhs", "llava-hf/llava-v1.6-vicuna-7b-hf", ("image",),
+    _gpu_recipe("bdhs", "llava-hf/llava-v1.6-vicuna-7b-hf", "[vision_tower,multi_modal_projector,image_newline]", 0.1,
+                2e-5),
+    "zoo/llava-1.6-7b-bdhs",
+    description="LLaVA-1.6-7B (anyres) aligned with offline BDHS, the BDHS paper's setting (LoRA r=128, α=256)",
+    embedded=False, tags=("bdhs", "lora"),
+))
+register(ZooEntry(
     "qwen2-vl-2b-dpo", "Qwen/Qwen2-VL-2B-Instruct", ("image",),
     _gpu_recipe("dpo", "Qwen/Qwen2-VL-2B-Instruct", "[visual]", 0.1, 1e-5),
     "zoo/qwen2-vl-2b-dpo", description="Qwen2-VL-2B-Instruct aligned with DPO (+ RPO term, LoRA r=128, α=256)",

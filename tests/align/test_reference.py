@@ -111,7 +111,10 @@ def test_frozen_reuses_media_only_when_exact(tiny_policy, encoded):
         assert torch.equal(ref.logps(policy, batch, media), ref.logps(policy, batch))
 
 
-@pytest.mark.parametrize("arch,towers", [("llava", ("vision_tower", "multi_modal_projector")), ("qwen2_vl", ("visual",))])
+@pytest.mark.parametrize("arch,towers", [
+    ("llava", ("vision_tower", "multi_modal_projector")), ("qwen2_vl", ("visual",)),
+    ("llava_next", ("vision_tower", "multi_modal_projector", "image_newline")),  # a parameter, not a module
+])
 def test_frozen_reuses_native_media_only_when_towers_are_frozen(arch, towers):
     from zoo.models.native import NativeBackbone, make_tiny_native
     from zoo.models.policy import Policy

@@ -132,6 +132,12 @@ def test_side_inputs_reach_the_model(tiny):
         assert not torch.allclose(model(**without).logits[real], ours[real], atol=1e-4)
         dropped = {k: v for k, v in batch.items() if k != "token_type_ids"}
         assert not torch.allclose(policy.logits(dropped)[real], ours[real], atol=1e-4)
+    elif arch == "llava_next":  # anyres: the images have different tile counts, padded to one tensor
+        tiles = [e.media_inputs["pixel_values"].shape[1] for e in encode(policy, ROWS)[1]]
+        assert tiles[0] != tiles[1] and batch["pixel_values"].shape[1] == max(tiles)
+        assert "image_sizes" in backbone.side_inputs  # what cuts each stack back to its own tiles
+        with pytest.raises((TypeError, ValueError)):
+            policy.encode_media({k: v for k, v in batch.items() if k != "image_sizes"})
     else:  # LLaVA needs nothing beside the pixels
         assert not set(batch) & backbone.side_inputs
 

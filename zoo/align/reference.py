@@ -73,21 +73,25 @@ class Reference(ABC):
         """Summed log-probs ``([B], [B])`` of the chosen and rejected sides of a pair batch (`pad_pairs`)."""
 
 
-# Modules that turn media into language-model inputs: the composed model's, then HF-native names
-# (LLaVA / Gemma 3: vision_tower + multi_modal_projector; Qwen2-VL: visual, its merger included).
-MEDIA_MODULE_NAMES = ("encoders", "projectors", "vision_tower", "visual", "multi_modal_projector", "audio_tower")
+# What turns media into language-model inputs: the composed model's modules, then HF-native names
+# (LLaVA / Gemma 3: vision_tower + multi_modal_projector, LLaVA-NeXT also its image_newline parameter;
+# Qwen2-VL / Omni: visual, its merger included, and audio_tower; Idefics3: vision_model + connector;
+# Janus: vision_model + aligner).
+MEDIA_MODULE_NAMES = ("encoders", "projectors", "vision_tower", "visual", "multi_modal_projector", "audio_tower",
+                      "image_newline", "vision_model", "connector", "aligner")  # fmt: skip
 
 
-def _media_modules(model: nn.Module) -> list[nn.Module]:
+def _media_parts(model: nn.Module) -> list[nn.Module | nn.Parameter]:
     owners = [model, getattr(model, "model", None)]  # HF-native models keep them on the inner model
-    modules = (getattr(o, name, None) for o in owners if o is not None for name in MEDIA_MODULE_NAMES)
-    return [m for m in modules if isinstance(m, nn.Module)]
+    parts = (getattr(o, name, None) for o in owners if o is not None for name in MEDIA_MODULE_NAMES)
+    return [p for p in parts if isinstance(p, (nn.Module, nn.Parameter))]
 
 
 def media_frozen(model: nn.Module) -> bool:
-    """True when the model encodes media with modules whose parameters are all frozen."""
-    modules = _media_modules(model)
-    return bool(modules) and all(not p.requires_grad for m in modules for p in m.parameters())
+    """True when the model encodes media with parts whose parameters are all frozen."""
+    parts = _media_parts(model)
+    params = [p for part in parts for p in ([part] if isinstance(part, nn.Parameter) else part.parameters())]
+    return bool(parts) and not any(p.requires_grad for p in params)
 
 
 @torch.no_grad()
@@ -153,17 +157,19 @@ def apply_lora(policy: Policy, r: int = 8, alpha: int = 16, target_modules=("q_p
 
 
 def freeze_modules(policy: Policy, names) -> list[str]:
-    """Freeze the named submodules (``vision_tower``, ``multi_modal_projector``, ``visual``, ``encoders`` …,
-    looked up on the model and on an HF-native model's inner ``model``); returns the names frozen."""
+    """Freeze the named submodules or parameters (``vision_tower``, ``multi_modal_projector``, ``visual``,
+    ``image_newline`` …), looked up on the model and on an HF-native model's inner ``model``; returns the
+    names frozen."""
     model = policy.model
     owners = [model, getattr(model, "model", None)]
     frozen = []
     for name in names:
-        module = next((getattr(o, name) for o in owners if isinstance(getattr(o, name, None), nn.Module)), None)
-        if module is None:
+        part = next((getattr(o, name) for o in owners if isinstance(getattr(o, name, None), (nn.Module, nn.Parameter))),
+                    None)  # fmt: skip
+        if part is None:
             found = sorted({n for o in owners if isinstance(o, nn.Module) for n, _ in o.named_children()})
             raise ValueError(f"cannot freeze {name!r}: {type(model).__name__} has no such module (has: {', '.join(found)})")
-        module.requires_grad_(False)
+        part.requires_grad_(False)
         frozen.append(name)
     return frozen
 

@@ -176,8 +176,30 @@ def pad_batch(examples: list[Encoded], pad_token_id: int, padding_side: str = "r
             [pad(e.token_inputs.get(key, torch.zeros_like(e.input_ids)), 0) for e in examples]
         )
     for key in sorted({k for e in examples for k in e.media_inputs}):
-        batch[key] = torch.cat([e.media_inputs[key] for e in examples if key in e.media_inputs])
+        batch[key] = cat_media([e.media_inputs[key] for e in examples if key in e.media_inputs])
     return batch
+
+
+def cat_media(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """Concatenate per-example media tensors over dim 0, zero-padding every later dim to the largest.
+
+    Processors that stack a variable number of items per image pad them with zeros themselves, and
+    their models drop the padding again: LLaVA-NeXT's anyres patches ``[images, patches, C, H, W]``
+    (cut back by ``image_sizes``), Idefics3's crops ``[1, images, C, H, W]`` (all-zero images are
+    skipped, ``pixel_attention_mask`` pads with False), Whisper features ``[audios, mels, frames]``
+    (``feature_attention_mask``). Examples are encoded one at a time, so the batch pads the same way.
+    """
+    shape = [max(t.shape[d] for t in tensors) for d in range(tensors[0].ndim)]
+    if any(t.ndim != len(shape) for t in tensors):
+        raise ValueError(f"media tensors of different ranks cannot be batched: {[tuple(t.shape) for t in tensors]}")
+    padded = []
+    for t in tensors:
+        if list(t.shape[1:]) != shape[1:]:
+            full = t.new_zeros((t.shape[0], *shape[1:]))  # zeros / False, whatever the dtype
+            full[tuple(slice(0, n) for n in t.shape)] = t
+            t = full
+        padded.append(t)
+    return torch.cat(padded)
 
 
 @dataclass

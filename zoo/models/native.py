@@ -160,7 +160,6 @@ def load_native_policy(
 # ---------------------------------------------------------------------------------------------
 # Tiny random models, built offline (tests, smoke runs).
 
-TINY_ARCHS = ("llava", "qwen2_vl", "qwen2_5_vl", "gemma3")
 IMAGE_SIZE = 32  # pixels; every tiny vision tower uses 8-pixel patches
 
 DEFAULT_TEXTS = (
@@ -221,6 +220,31 @@ def _tiny_llava(texts):
         num_additional_image_tokens=1, chat_template=tok.chat_template,
     )  # fmt: skip
     return LlavaForConditionalGeneration(config), processor
+
+
+def _tiny_llava_next(texts):
+    """LLaVA-NeXT (1.6): anyres. Each image becomes a base view plus the tiles of the grid that best
+    fits its aspect ratio, so images of different shapes have different patch and token counts."""
+    from transformers import LlavaNextConfig, LlavaNextForConditionalGeneration, LlavaNextImageProcessor
+    from transformers import LlavaNextProcessor
+
+    tok = train_tokenizer(texts, placeholders={"image": "<image>"})
+    grids = [[IMAGE_SIZE, IMAGE_SIZE], [IMAGE_SIZE, 2 * IMAGE_SIZE], [2 * IMAGE_SIZE, IMAGE_SIZE]]
+    vision = _vision(model_type="clip_vision_model", image_size=IMAGE_SIZE, patch_size=8, projection_dim=32)
+    config = LlavaNextConfig(
+        vision_config=vision, text_config=dict(model_type="llama", **_text_config(tok)),
+        image_token_id=tok.convert_tokens_to_ids("<image>"), image_grid_pinpoints=grids,
+        vision_feature_layer=-1, vision_feature_select_strategy="default",
+    )  # fmt: skip
+    image_processor = LlavaNextImageProcessor(
+        size={"shortest_edge": IMAGE_SIZE}, crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+        image_grid_pinpoints=grids,
+    )  # fmt: skip
+    processor = LlavaNextProcessor(
+        image_processor=image_processor, tokenizer=tok, patch_size=8, vision_feature_select_strategy="default",
+        num_additional_image_tokens=1, chat_template=tok.chat_template,
+    )  # fmt: skip
+    return LlavaNextForConditionalGeneration(config), processor
 
 
 def _qwen_tokenizer(texts):
@@ -297,13 +321,19 @@ def _tiny_gemma3(texts):
     return model, processor
 
 
+TINY_BUILDERS = {
+    "llava": _tiny_llava, "llava_next": _tiny_llava_next, "qwen2_vl": _tiny_qwen2_vl, "qwen2_5_vl": _tiny_qwen2_5_vl,
+    "gemma3": _tiny_gemma3,
+}  # fmt: skip
+TINY_ARCHS = tuple(TINY_BUILDERS)
+
+
 def make_tiny_native(arch: str, texts=None, seed: int = 0):
     """A tiny random ``arch`` model (eval mode) and its processor, in memory; deterministic per ``seed``."""
-    builders = {"llava": _tiny_llava, "qwen2_vl": _tiny_qwen2_vl, "qwen2_5_vl": _tiny_qwen2_5_vl, "gemma3": _tiny_gemma3}
-    if arch not in builders:
+    if arch not in TINY_BUILDERS:
         raise ValueError(f"unknown tiny arch {arch!r}; choose from {TINY_ARCHS}")
     torch.manual_seed(seed)
-    model, processor = builders[arch](list(texts) if texts is not None else list(DEFAULT_TEXTS))
+    model, processor = TINY_BUILDERS[arch](list(texts) if texts is not None else list(DEFAULT_TEXTS))
     return model.eval(), processor
 
 
