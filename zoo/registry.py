@@ -106,3 +106,9 @@ register(ZooEntry(
     "zoo/qwen2.5-vl-3b-bdhs", description="Qwen2.5-VL-3B-Instruct aligned with offline BDHS (LoRA r=128, α=256)",
     embedded=False, tags=("bdhs", "lora"),
 ))
+register(ZooEntry(
+    "idefics3-8b-dpo", "HuggingFaceM4/Idefics3-8B-Llama3", ("image",),
+    _gpu_recipe("dpo", "HuggingFaceM4/Idefics3-8B-Llama3", "[vision_model,connector]", 0.1, 1e-5),
+    "zoo/idefics3-8b-dpo", description="Idefics3-8B (Llama 3.1, image crops) aligned with DPO (+ RPO term, LoRA r=128, α=256)",
+    embedded=False, tags=("dpo", "lora"),
+))

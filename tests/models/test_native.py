@@ -138,8 +138,12 @@ def test_side_inputs_reach_the_model(tiny):
         assert "image_sizes" in backbone.side_inputs  # what cuts each stack back to its own tiles
         with pytest.raises((TypeError, ValueError)):
             policy.encode_media({k: v for k, v in batch.items() if k != "image_sizes"})
-    else:  # LLaVA needs nothing beside the pixels
+    else:  # LLaVA and Idefics3 need nothing beside the pixels (and their mask) in the forward
         assert not set(batch) & backbone.side_inputs
+    if arch == "idefics3":  # wide image: 1x2 crops + a global view; square image: 2x2 + global; padded to 5
+        crops = [e.media_inputs["pixel_values"].shape[1] for e in encode(policy, ROWS)[1]]
+        assert crops == [3, 5] and batch["pixel_values"].shape[:2] == (2, 5)
+        assert not batch["pixel_values"][0, 3:].any() and not batch["pixel_attention_mask"][0, 3:].any()
 
 
 @torch.no_grad()

@@ -129,31 +129,30 @@ class FrozenReference(Reference):
 def apply_lora(policy: Policy, r: int = 8, alpha: int = 16, target_modules=("q_proj", "v_proj"), dropout: float = 0.0):
     """Wrap the policy's language model with peft LoRA; returns the PeftModel.
 
-    The composed model's ``language_model`` (a causal LM) or an HF-native VLM's inner
-    ``model.language_model`` (LLaVA, Qwen2-VL …: the decoder without its head) is wrapped in place;
-    its base weights are frozen and the Policy keeps working unchanged (both call the language model
-    with ``inputs_embeds``). Media towers are untouched: freeze them separately if wanted.
+    The model's decoder, wherever its ``get_decoder()`` finds it — the composed model's
+    ``language_model`` (a causal LM), an HF-native VLM's ``model.language_model`` (LLaVA, Qwen2-VL …),
+    ``model.text_model`` (Idefics3) or ``model`` (the Omni thinker) — is wrapped in place; its base
+    weights are frozen and the Policy keeps working unchanged (every model calls its decoder with
+    ``inputs_embeds``). Media towers are untouched: freeze them separately if wanted.
     """
     from peft import LoraConfig, get_peft_model
 
     model = policy.model
-    inner = getattr(model, "model", None)
-    owner = inner if isinstance(inner, nn.Module) and isinstance(getattr(inner, "language_model", None), nn.Module) \
-        else model
-    language_model = getattr(owner, "language_model", None)
-    if not isinstance(language_model, nn.Module):
-        raise TypeError(f"apply_lora: {type(model).__name__} has no language_model to wrap")
-    causal = hasattr(language_model, "lm_head") or hasattr(language_model, "get_output_embeddings") and \
-        language_model.get_output_embeddings() is not None
+    decoder = model.get_decoder() if hasattr(model, "get_decoder") else None
+    path = next((name for name, module in model.named_modules() if module is decoder and name), None)
+    if path is None:
+        raise TypeError(f"apply_lora: {type(model).__name__} has no language model (decoder) to wrap")
+    parent, _, attr = path.rpartition(".")
+    owner = model.get_submodule(parent)
+    causal = decoder.get_output_embeddings() is not None if hasattr(decoder, "get_output_embeddings") else False
     config = LoraConfig(r=r, lora_alpha=alpha, target_modules=list(target_modules), lora_dropout=dropout,
                         task_type="CAUSAL_LM" if causal else None)
     with warnings.catch_warnings():  # peft calls a transformers property deprecated in v5
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-        owner.language_model = get_peft_model(language_model, config)
-    head = model.get_output_embeddings() if owner is not model else None
-    if head is not None:  # an HF-native VLM keeps its LM head outside the wrapped decoder: frozen too
-        head.requires_grad_(False)
-    return owner.language_model
+        setattr(owner, attr, get_peft_model(decoder, config))
+    if not causal:  # the LM head sits outside the wrapped decoder: frozen too
+        model.get_output_embeddings().requires_grad_(False)
+    return getattr(owner, attr)
 
 
 def freeze_modules(policy: Policy, names) -> list[str]:

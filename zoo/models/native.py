@@ -63,7 +63,7 @@ class NativeBackbone(Backbone):
         extra = (getattr(config, "boi_token_index", None), getattr(config, "eoi_token_index", None))
         self.placeholder_ids = sorted(set(self.media_ids) | {i for i in extra if isinstance(i, int)})
         self.side_inputs = {
-            n for n in _param_names(model.forward) if n not in NOT_SIDE_INPUTS and not n.startswith("pixel_values")
+            n for n in _param_names(model.forward) if n not in NOT_SIDE_INPUTS and not n.startswith("pixel_")
         }
         # M-RoPE models (Qwen2-VL family) expose their 3-D position index on the inner model.
         self.rope_index = getattr(getattr(model, "model", None), "get_rope_index", None)
@@ -247,6 +247,27 @@ def _tiny_llava_next(texts):
     return LlavaNextForConditionalGeneration(config), processor
 
 
+def _tiny_idefics3(texts):
+    """Idefics3: each image is split into a grid of crops plus a global view; the processor writes a
+    row/column tag before each crop's tokens, and the connector pixel-shuffles 16 patches into 4 tokens."""
+    from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3ImageProcessor
+    from transformers import Idefics3Processor
+
+    tags = [f"<row_{i}_col_{j}>" for i in range(1, 7) for j in range(1, 7)]
+    extra = ("<fake_token_around_image>", "<global-img>", "<end_of_utterance>", *tags)
+    tok = train_tokenizer(texts, placeholders={"image": "<image>"}, extra_special_tokens=extra)
+    vision = _vision(image_size=IMAGE_SIZE, patch_size=8)
+    text = dict(model_type="llama", **_text_config(tok))
+    config = Idefics3Config(vision_config=vision, text_config=text, scale_factor=2,
+                            image_token_id=tok.convert_tokens_to_ids("<image>"))  # fmt: skip
+    # Crops of IMAGE_SIZE pixels; an image's longest side is first resized to at most twice that.
+    image_processor = Idefics3ImageProcessor(
+        size={"longest_edge": 2 * IMAGE_SIZE}, max_image_size={"longest_edge": IMAGE_SIZE}
+    )
+    processor = Idefics3Processor(image_processor, tok, image_seq_len=4, chat_template=tok.chat_template)
+    return Idefics3ForConditionalGeneration(config), processor
+
+
 def _qwen_tokenizer(texts):
     """Qwen's tokens: the image renders as the start/pad/end triple; the processor expands the pad token."""
     tok = train_tokenizer(
@@ -323,7 +344,7 @@ def _tiny_gemma3(texts):
 
 TINY_BUILDERS = {
     "llava": _tiny_llava, "llava_next": _tiny_llava_next, "qwen2_vl": _tiny_qwen2_vl, "qwen2_5_vl": _tiny_qwen2_5_vl,
-    "gemma3": _tiny_gemma3,
+    "gemma3": _tiny_gemma3, "idefics3": _tiny_idefics3,
 }  # fmt: skip
 TINY_ARCHS = tuple(TINY_BUILDERS)
 
