@@ -112,3 +112,12 @@ register(ZooEntry(
     "zoo/idefics3-8b-dpo", description="Idefics3-8B (Llama 3.1, image crops) aligned with DPO (+ RPO term, LoRA r=128, α=256)",
     embedded=False, tags=("dpo", "lora"),
 ))
+register(ZooEntry(
+    "janus-pro-1b-dpo", "deepseek-community/Janus-Pro-1B", ("image",),
+    # the image-generation half (VQ-VAE, its embeddings, aligner and head) stays frozen: text answers only
+    _gpu_recipe("dpo", "deepseek-community/Janus-Pro-1B",
+                "[vision_model,aligner,vqmodel,generation_embeddings,generation_aligner,generation_head]", 0.1, 1e-5),
+    "zoo/janus-pro-1b-dpo",
+    description="Janus-Pro-1B aligned with DPO on its understanding path (+ RPO term, LoRA r=128, α=256)",
+    embedded=False, tags=("dpo", "lora"),
+))

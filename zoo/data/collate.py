@@ -48,14 +48,16 @@ class Encoded:
 def media_token_ids(processor) -> set[int]:
     """Token ids that stand for media in expanded sequences (composed or HF processor)."""
     for attr in ("media_token_ids", "image_token_ids"):  # ours; Gemma3-style processors list theirs
-        ids = getattr(processor, attr, None)
+        ids = [i for i in getattr(processor, attr, None) or () if i is not None]
         if ids:
             return {int(i) for i in ids}
     found = set()
-    for name in ("image_token_id", "video_token_id", "audio_token_id"):
-        value = getattr(processor, name, None)
-        if isinstance(value, int):
-            found.add(value)
+    tokenizer = getattr(processor, "tokenizer", None)  # Janus keeps its image token on the tokenizer only
+    for owner in (processor, tokenizer):
+        for name in ("image_token_id", "video_token_id", "audio_token_id"):
+            value = getattr(owner, name, None)
+            if isinstance(value, int):
+                found.add(value)
     return found
 
 

@@ -59,8 +59,10 @@ class NativeBackbone(Backbone):
         config = model.config
         ids = (getattr(config, "image_token_id", None), getattr(config, "video_token_id", None))
         self.media_ids = [i for i in ids if isinstance(i, int)]
-        # Gemma 3 also has begin/end-of-image tokens that only the processor writes
-        extra = (getattr(config, "boi_token_index", None), getattr(config, "eoi_token_index", None))
+        # Gemma 3 and Janus also have begin/end-of-image tokens that only the processor writes
+        tok = getattr(processor, "tokenizer", processor)
+        extra = (getattr(config, "boi_token_index", None), getattr(config, "eoi_token_index", None),
+                 getattr(tok, "boi_token_id", None), getattr(tok, "eoi_token_id", None))
         self.placeholder_ids = sorted(set(self.media_ids) | {i for i in extra if isinstance(i, int)})
         self.side_inputs = {
             n for n in _param_names(model.forward) if n not in NOT_SIDE_INPUTS and not n.startswith("pixel_")
@@ -78,16 +80,18 @@ class NativeBackbone(Backbone):
 
     def encode_media(self, batch: Batch) -> Media:
         media = {}
+        inner = getattr(self.model, "model", None)
         for kind, (key, method) in MEDIA_ENCODERS.items():
+            # Most heads expose the encoder method; some (Janus) only on their inner model.
+            encode = getattr(self.model, method, None) or getattr(inner, method, None)
             pixels = batch.get(key)
-            if pixels is None or not hasattr(self.model, method):
+            if pixels is None or encode is None:
                 continue
             # The outer method may forward what the inner one names (LLaVA's image_sizes) via **kwargs.
-            names = _param_names(getattr(self.model, method))
-            names |= _param_names(getattr(getattr(self.model, "model", None), method, None))
+            names = _param_names(encode) | _param_names(getattr(inner, method, None))
             extras = {n: batch[n] for n in names - NOT_SIDE_INPUTS - {key} if n in batch}
             pixels = pixels.to(self.model.device, self.model.dtype if pixels.is_floating_point() else pixels.dtype)
-            media[kind] = getattr(self.model, method)(pixels, **self._to_device(extras), return_dict=True)
+            media[kind] = encode(pixels, **self._to_device(extras), return_dict=True)
         return media
 
     def position_ids(self, batch: Batch) -> torch.Tensor:
@@ -268,6 +272,27 @@ def _tiny_idefics3(texts):
     return Idefics3ForConditionalGeneration(config), processor
 
 
+def _tiny_janus(texts):
+    """Janus(-Pro): a SigLIP-style understanding tower + aligner MLP, a Llama decoder, and a VQ-VAE with
+    its own head for image generation (the generation half is built, but only understanding is aligned)."""
+    from transformers import JanusConfig, JanusForConditionalGeneration, JanusImageProcessor, JanusProcessor
+
+    image, boi, eoi = "<image_placeholder>", "<begin_of_image>", "<end_of_image>"
+    tok = train_tokenizer(texts, placeholders={"image": image}, extra_special_tokens=(boi, eoi))
+    tok = _named_tokens(tok, image_token=image, boi_token=boi, eoi_token=eoi)
+    text = _text_config(tok)
+    n_tokens = (IMAGE_SIZE // 8) ** 2
+    vision = _vision(image_size=IMAGE_SIZE, patch_size=8, projection_dim=text["hidden_size"], depth=1,
+                     num_image_tokens=n_tokens)  # fmt: skip
+    vq = dict(embed_dim=8, num_embeddings=64, latent_channels=32, base_channels=32, channel_multiplier=[1, 1],
+              num_res_blocks=1, projection_dim=text["hidden_size"], image_token_embed_dim=text["hidden_size"])
+    config = JanusConfig(text_config=dict(model_type="llama", **text), vision_config=vision, vq_config=vq,
+                         image_token_id=tok.convert_tokens_to_ids(image))  # fmt: skip
+    image_processor = JanusImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}, min_size=8)
+    processor = JanusProcessor(image_processor, tok, chat_template=tok.chat_template, num_image_tokens=n_tokens)
+    return JanusForConditionalGeneration(config), processor
+
+
 def _qwen_tokenizer(texts):
     """Qwen's tokens: the image renders as the start/pad/end triple; the processor expands the pad token."""
     tok = train_tokenizer(
@@ -344,7 +369,7 @@ def _tiny_gemma3(texts):
 
 TINY_BUILDERS = {
     "llava": _tiny_llava, "llava_next": _tiny_llava_next, "qwen2_vl": _tiny_qwen2_vl, "qwen2_5_vl": _tiny_qwen2_5_vl,
-    "gemma3": _tiny_gemma3, "idefics3": _tiny_idefics3,
+    "gemma3": _tiny_gemma3, "idefics3": _tiny_idefics3, "janus": _tiny_janus,
 }  # fmt: skip
 TINY_ARCHS = tuple(TINY_BUILDERS)
 
