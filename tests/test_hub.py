@@ -220,7 +220,8 @@ def test_zoo_eval_takes_a_zoo_name(hub, run_dir, tiny_world, monkeypatch, capsys
 
 @pytest.mark.parametrize("name,arch", [
     ("llava-1.5-7b-bdhs", "llava"), ("llava-1.6-7b-bdhs", "llava_next"), ("qwen2-vl-2b-dpo", "qwen2_vl"),
-    ("qwen2.5-vl-3b-bdhs", "qwen2_5_vl"), ("idefics3-8b-dpo", "idefics3"), ("janus-pro-1b-dpo", "janus"),
+    ("qwen2.5-vl-3b-bdhs", "qwen2_5_vl"), ("qwen2.5-omni-3b-dpo", "qwen2_5_omni"), ("idefics3-8b-dpo", "idefics3"),
+    ("janus-pro-1b-dpo", "janus"),
 ])
 def test_real_backbone_entries_on_tiny_stand_ins(name, arch, hub, tmp_path):
     """The entry's GPU overrides compose and train (LoRA on the language model, towers frozen, the

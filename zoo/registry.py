@@ -107,9 +107,18 @@ register(ZooEntry(
     embedded=False, tags=("bdhs", "lora"),
 ))
 register(ZooEntry(
+    "qwen2.5-omni-3b-dpo", "Qwen/Qwen2.5-Omni-3B", ("image", "audio", "video"),
+    # the thinker is aligned (text out); the talker and vocoder (speech out) are not loaded
+    _gpu_recipe("dpo", "Qwen/Qwen2.5-Omni-3B", "[visual,audio_tower]", 0.1, 1e-5),
+    "zoo/qwen2.5-omni-3b-dpo",
+    description="Qwen2.5-Omni-3B's thinker aligned with DPO (+ RPO term, LoRA r=128, α=256); text answers",
+    embedded=False, tags=("dpo", "lora", "omni"),
+))
+register(ZooEntry(
     "idefics3-8b-dpo", "HuggingFaceM4/Idefics3-8B-Llama3", ("image",),
     _gpu_recipe("dpo", "HuggingFaceM4/Idefics3-8B-Llama3", "[vision_model,connector]", 0.1, 1e-5),
-    "zoo/idefics3-8b-dpo", description="Idefics3-8B (Llama 3.1, image crops) aligned with DPO (+ RPO term, LoRA r=128, α=256)",
+    "zoo/idefics3-8b-dpo",
+    description="Idefics3-8B (Llama 3.1, image crops) aligned with DPO (+ RPO term, LoRA r=128, α=256)",
     embedded=False, tags=("dpo", "lora"),
 ))
 register(ZooEntry(

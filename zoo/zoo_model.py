@@ -44,23 +44,31 @@ class ZooModel:
         results = self.path / "results.json"
         return json.loads(results.read_text()) if results.is_file() else None
 
-    def chat(self, messages: list[dict], images=None, max_new_tokens: int = 64, **gen) -> str:
-        """Reply to a conversation (TRL's format; ``{"type": "image"}`` parts take ``images`` in order)."""
+    def chat(self, messages: list[dict], images=None, audios=None, videos=None, max_new_tokens: int = 64,
+             **gen) -> str:
+        """Reply to a conversation (TRL's format): its ``{"type": "image"|"audio"|"video"}`` parts take
+        ``images``/``audios``/``videos`` in order (paths, bytes, PIL images, arrays — see `modalities`)."""
         from zoo.data.collate import ExampleEncoder, pad_batch
         from zoo.models.policy import to_device
 
-        row = {"prompt": messages, "images": list(images or [])}
+        row = {"prompt": messages, "images": _items(images), "audios": _items(audios), "videos": _items(videos)}
         encoded = ExampleEncoder(self.processor).encode(row, "chat", None)
         tok = self.policy.tokenizer
         batch = pad_batch([encoded], tok.pad_token_id, padding_side="left")
         batch = to_device(batch, next(self.policy.parameters()).device)
         return self.policy.generate(batch, max_new_tokens=max_new_tokens, **gen).texts[0]
 
-    def generate(self, text: str, images=None, max_new_tokens: int = 64, **gen) -> str:
-        """One user turn: ``images`` (paths or PIL images) come before the text."""
-        images = [images] if images is not None and not isinstance(images, (list, tuple)) else list(images or [])
-        content = [{"type": "image"} for _ in images] + [{"type": "text", "text": text}]
-        return self.chat([{"role": "user", "content": content}], images, max_new_tokens, **gen)
+    def generate(self, text: str, images=None, audios=None, videos=None, max_new_tokens: int = 64, **gen) -> str:
+        """One user turn: media (one item or a list per kind) come before the text, images first."""
+        media = {"image": _items(images), "audio": _items(audios), "video": _items(videos)}
+        content = [{"type": kind} for kind, items in media.items() for _ in items] + [{"type": "text", "text": text}]
+        return self.chat([{"role": "user", "content": content}], media["image"], media["audio"], media["video"],
+                         max_new_tokens, **gen)
+
+
+def _items(media) -> list:
+    """One media item (a path, bytes, a PIL image, an array, a dict) or a list/tuple of them, as a list."""
+    return [] if media is None else list(media) if isinstance(media, (list, tuple)) else [media]
 
 
 def load(name_or_path: str | Path, revision: str | None = None, device=None, dtype=None, build: bool = False,

@@ -113,8 +113,9 @@ def test_side_inputs_reach_the_model(tiny):
     raw = {k: v for k, v in batch.items() if k not in ("labels", "example_index")}
     torch.testing.assert_close(ours[real], model(**raw).logits[real], atol=1e-5, rtol=0)  # the model's own forward
 
-    if arch in ("qwen2_vl", "qwen2_5_vl"):  # the M-RoPE family
-        assert {"image_grid_thw", "mm_token_type_ids"} <= backbone.side_inputs
+    if arch in ("qwen2_vl", "qwen2_5_vl", "qwen2_5_omni"):  # the M-RoPE family
+        assert "image_grid_thw" in backbone.side_inputs
+        assert ("mm_token_type_ids" in backbone.side_inputs) == (arch != "qwen2_5_omni")  # Omni finds media by id
         with pytest.raises((AttributeError, TypeError, ValueError)):  # needed to encode and place the image
             model(**{k: v for k, v in raw.items() if k != "image_grid_thw"})
         flat = padding_position_ids(batch["attention_mask"])  # 1-D positions instead of M-RoPE ones
@@ -171,7 +172,7 @@ def test_generate_matches_hf_generate(tiny):
     for i, r in enumerate(ROWS):
         inputs, n_prompt = own_inputs(policy, r, response=False)
         # Positions of the real tokens do not see the left padding: those of the row alone.
-        if arch in ("qwen2_vl", "qwen2_5_vl"):  # the M-RoPE family
+        if arch in ("qwen2_vl", "qwen2_5_vl", "qwen2_5_omni"):  # the M-RoPE family
             alone, _ = policy.model.model.get_rope_index(**{k: v for k, v in inputs.items() if k != "pixel_values"})
         else:
             alone = torch.arange(n_prompt)[None]

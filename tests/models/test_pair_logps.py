@@ -73,7 +73,8 @@ def run(policy: Policy, pairs, mode: str):
     return chosen, rejected, grads
 
 
-ARCHS = ("composed", "llava", "llava_next", "qwen2_vl", "qwen2_5_vl", "gemma3", "idefics3", "janus")
+ARCHS = ("composed", "llava", "llava_next", "qwen2_vl", "qwen2_5_vl", "gemma3", "idefics3", "janus",
+         "qwen2_5_omni")
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["fp64", "fp32"])

@@ -167,7 +167,8 @@ def freeze_modules(policy: Policy, names) -> list[str]:
                     None)  # fmt: skip
         if part is None:
             found = sorted({n for o in owners if isinstance(o, nn.Module) for n, _ in o.named_children()})
-            raise ValueError(f"cannot freeze {name!r}: {type(model).__name__} has no such module (has: {', '.join(found)})")
+            what = f"{type(model).__name__} has no such module or parameter"
+            raise ValueError(f"cannot freeze {name!r}: {what} (has: {', '.join(found)})")
         part.requires_grad_(False)
         frozen.append(name)
     return frozen

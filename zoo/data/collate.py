@@ -20,10 +20,14 @@ from typing import Any
 import torch
 
 from modalities import MediaError
+from modalities.audio import load_audio
 from modalities.image import load_image
-from zoo.data.schema import DataError, media_items, response_text, validate_row
+from modalities.video import load_video
+from zoo.data.schema import MEDIA_COLUMNS, DataError, media_items, response_text, validate_row
 
 IGNORE_INDEX = -100
+# Processor outputs that always describe media, never prompt tokens (pixels, grids, sizes, audio features).
+MEDIA_INPUT_PREFIXES = ("pixel_", "image_", "video_", "input_features", "feature_", "audio_")
 
 
 @dataclass
@@ -61,6 +65,14 @@ def media_token_ids(processor) -> set[int]:
     return found
 
 
+def processor_modalities(processor) -> set[str]:
+    """The media kinds a processor reads: ours lists them; an HF processor has a sub-processor per kind."""
+    if isinstance(getattr(processor, "media", None), dict):  # the composed model's processor
+        return set(processor.media)
+    parts = {"image": "image_processor", "audio": "feature_extractor", "video": "video_processor"}
+    return {kind for kind, attr in parts.items() if getattr(processor, attr, None) is not None}
+
+
 class ExampleEncoder:
     """Encodes rows for one processor.
 
@@ -68,32 +80,50 @@ class ExampleEncoder:
     pairs); None encodes the prompt alone, ready for generation.
     """
 
-    def __init__(self, processor, max_length: int | None = None, media_root: str | Path | None = None):
+    def __init__(self, processor, max_length: int | None = None, media_root: str | Path | None = None,
+                 video_frames: int = 8):
         self.processor = processor
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.max_length = max_length
         self.media_root = media_root
+        self.video_frames = video_frames
+        # Whisper-style feature extractors name the rate their audio encoder was trained at.
+        self.sampling_rate = getattr(getattr(processor, "feature_extractor", None), "sampling_rate", 16000)
         self.media_ids = media_token_ids(processor)
         self._media_id_tensor = torch.tensor(sorted(self.media_ids), dtype=torch.long)
         # Rows that name the same media files (a caption and questions about one image) share one
         # processed tensor in memory instead of a copy each.
         self._shared_media: dict[tuple, dict[str, torch.Tensor]] = {}
 
-    def load_images(self, row: dict, index: Any) -> list:
-        images = []
-        for i, item in enumerate(media_items(row, "image")):
-            try:
-                images.append(load_image(item, self.media_root))
-            except MediaError as e:
-                raise DataError(index, f"images[{i}]", str(e)) from None
-        return images
+    def load_media(self, row: dict, index: Any) -> dict[str, list]:
+        """The row's media, read and decoded, as the processor's keyword arguments (only kinds present)."""
+        loaders = {
+            "image": ("images", lambda item: load_image(item, self.media_root)),
+            "audio": ("audio", lambda item: load_audio(item, self.media_root, self.sampling_rate)),
+            "video": ("videos", lambda item: load_video(item, self.media_root, self.video_frames)),
+        }
+        media = {}
+        for kind, (argument, load) in loaders.items():
+            loaded = []
+            for i, item in enumerate(media_items(row, kind)):
+                try:
+                    loaded.append(load(item))
+                except MediaError as e:
+                    raise DataError(index, f"{MEDIA_COLUMNS[kind]}[{i}]", str(e)) from None
+            if loaded:
+                media[argument] = loaded
+        return media
 
     def encode_prompt(self, row: dict, index: Any) -> tuple[torch.Tensor, dict, dict]:
+        accepted = processor_modalities(self.processor)
+        for kind, column in MEDIA_COLUMNS.items():  # processors drop unknown media without a word
+            if media_items(row, kind) and kind not in accepted:
+                takes = ", ".join(sorted(accepted)) or "text only"
+                raise DataError(index, column, f"this model's processor takes no {kind} (it takes: {takes})")
         text = self.processor.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=False)
-        images = self.load_images(row, index)
-        kwargs = {"images": images} if images else {}
+        media_kwargs = self.load_media(row, index)
         try:
-            out = self.processor(text=[text], return_tensors="pt", add_special_tokens=False, **kwargs)
+            out = self.processor(text=[text], return_tensors="pt", add_special_tokens=False, **media_kwargs)
         except (ValueError, RuntimeError) as e:  # e.g. the processor finds a placeholder/feature mismatch
             raise DataError(index, "prompt", f"the processor rejected the example: {e}") from None
         input_ids = out["input_ids"][0]
@@ -101,7 +131,9 @@ class ExampleEncoder:
         for key, value in out.items():
             if key in ("input_ids", "attention_mask") or not isinstance(value, torch.Tensor):
                 continue
-            if value.ndim == 2 and value.shape == out["input_ids"].shape:
+            # A per-token input has the prompt's shape; a media input may have it too by chance (an
+            # audio's feature mask over as many frames as the prompt has tokens), so names decide first.
+            if not key.startswith(MEDIA_INPUT_PREFIXES) and value.ndim == 2 and value.shape == out["input_ids"].shape:
                 token[key] = value[0]
             else:
                 media[key] = value
@@ -123,9 +155,9 @@ class ExampleEncoder:
 
     def _prompt(self, row: dict, index: Any) -> Encoded:
         prompt_ids, token, media = self.encode_prompt(row, index)
-        items = media_items(row, "image")
-        if items and all(isinstance(i, str) for i in items):
-            media = self._shared_media.setdefault(tuple(items), media)
+        items = tuple((kind, item) for kind in MEDIA_COLUMNS for item in media_items(row, kind))
+        if items and all(isinstance(i, str) for _, i in items):
+            media = self._shared_media.setdefault(items, media)
         n_prompt = len(prompt_ids)
         if self.max_length is not None and n_prompt >= self.max_length:
             cut = prompt_ids[self.max_length :]

@@ -17,7 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForImageTextToText, AutoProcessor, PreTrainedTokenizerFast
+from transformers import (
+    AutoConfig,
+    AutoModelForImageTextToText,
+    AutoProcessor,
+    PreTrainedTokenizerFast,
+)
 
 from zoo.models.policy import Backbone, Batch, Media, Policy, padding_position_ids
 from zoo.models.tokenizer import chat_template, train_tokenizer
@@ -34,6 +39,14 @@ NOT_SIDE_INPUTS = {
     "input_ids", "attention_mask", "position_ids", "cache", "past_key_values", "inputs_embeds", "use_cache",
     "labels", "logits_to_keep", "mm_encoder_outputs", "example_index", "return_dict", "kwargs",
 }  # fmt: skip
+
+
+# Rope-index arguments that a model names differently from its processor's outputs (Qwen2.5-Omni).
+# Audio runs are counted in feature frames; the index turns them into token counts itself.
+ROPE_INDEX_INPUTS = {
+    "audio_seqlens": lambda b: None if b.get("feature_attention_mask") is None else b["feature_attention_mask"].sum(-1),
+    "second_per_grids": lambda b: b.get("video_second_per_grid"),
+}
 
 
 def _param_names(fn) -> set[str]:
@@ -57,8 +70,8 @@ class NativeBackbone(Backbone):
         self.model = model
         self.processor = processor
         config = model.config
-        ids = (getattr(config, "image_token_id", None), getattr(config, "video_token_id", None))
-        self.media_ids = [i for i in ids if isinstance(i, int)]
+        names = ("image_token_id", "video_token_id", "audio_token_id")
+        self.media_ids = [i for i in (getattr(config, n, None) for n in names) if isinstance(i, int)]
         # Gemma 3 and Janus also have begin/end-of-image tokens that only the processor writes
         tok = getattr(processor, "tokenizer", processor)
         extra = (getattr(config, "boi_token_index", None), getattr(config, "eoi_token_index", None),
@@ -102,6 +115,10 @@ class NativeBackbone(Backbone):
         # compute_3d_position_ids would read and write its stateful `rope_deltas` instead.
         names = _param_names(self.rope_index) - {"input_ids", "attention_mask"}
         kwargs = {n: batch[n] for n in names if batch.get(n) is not None}
+        for name in names & ROPE_INDEX_INPUTS.keys() - kwargs.keys():
+            value = ROPE_INDEX_INPUTS[name](batch)
+            if value is not None:
+                kwargs[name] = value
         if "mm_token_type_ids" in names and "mm_token_type_ids" not in kwargs:
             kwargs["mm_token_type_ids"] = self._mm_token_types(batch["input_ids"])
         position_ids, _ = self.rope_index(batch["input_ids"], attention_mask=attention_mask, **kwargs)
@@ -154,6 +171,11 @@ def load_native_policy(
     kwargs = {"trust_remote_code": trust_remote_code}
     if dtype is not None:
         kwargs["dtype"] = dtype
+    config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    if hasattr(config, "thinker_config"):
+        # Qwen2.5-Omni: text comes from the thinker; the talker and its vocoder (speech out) are not
+        # loaded. transformers maps the checkpoint's ``thinker.*`` weights and skips the others.
+        kwargs["config"] = config.thinker_config
     model = AutoModelForImageTextToText.from_pretrained(name_or_path, **kwargs)
     if device is not None:
         model = model.to(device)
@@ -206,7 +228,12 @@ def _vision(**extra) -> dict:
 
 
 def _tiny_llava(texts):
-    from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaImageProcessor, LlavaProcessor
+    from transformers import (
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaImageProcessor,
+        LlavaProcessor,
+    )
 
     tok = train_tokenizer(texts, placeholders={"image": "<image>"})
     vision = _vision(model_type="clip_vision_model", image_size=IMAGE_SIZE, patch_size=8, projection_dim=32)
@@ -229,8 +256,12 @@ def _tiny_llava(texts):
 def _tiny_llava_next(texts):
     """LLaVA-NeXT (1.6): anyres. Each image becomes a base view plus the tiles of the grid that best
     fits its aspect ratio, so images of different shapes have different patch and token counts."""
-    from transformers import LlavaNextConfig, LlavaNextForConditionalGeneration, LlavaNextImageProcessor
-    from transformers import LlavaNextProcessor
+    from transformers import (
+        LlavaNextConfig,
+        LlavaNextForConditionalGeneration,
+        LlavaNextImageProcessor,
+        LlavaNextProcessor,
+    )
 
     tok = train_tokenizer(texts, placeholders={"image": "<image>"})
     grids = [[IMAGE_SIZE, IMAGE_SIZE], [IMAGE_SIZE, 2 * IMAGE_SIZE], [2 * IMAGE_SIZE, IMAGE_SIZE]]
@@ -254,8 +285,12 @@ def _tiny_llava_next(texts):
 def _tiny_idefics3(texts):
     """Idefics3: each image is split into a grid of crops plus a global view; the processor writes a
     row/column tag before each crop's tokens, and the connector pixel-shuffles 16 patches into 4 tokens."""
-    from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3ImageProcessor
-    from transformers import Idefics3Processor
+    from transformers import (
+        Idefics3Config,
+        Idefics3ForConditionalGeneration,
+        Idefics3ImageProcessor,
+        Idefics3Processor,
+    )
 
     tags = [f"<row_{i}_col_{j}>" for i in range(1, 7) for j in range(1, 7)]
     extra = ("<fake_token_around_image>", "<global-img>", "<end_of_utterance>", *tags)
@@ -275,7 +310,12 @@ def _tiny_idefics3(texts):
 def _tiny_janus(texts):
     """Janus(-Pro): a SigLIP-style understanding tower + aligner MLP, a Llama decoder, and a VQ-VAE with
     its own head for image generation (the generation half is built, but only understanding is aligned)."""
-    from transformers import JanusConfig, JanusForConditionalGeneration, JanusImageProcessor, JanusProcessor
+    from transformers import (
+        JanusConfig,
+        JanusForConditionalGeneration,
+        JanusImageProcessor,
+        JanusProcessor,
+    )
 
     image, boi, eoi = "<image_placeholder>", "<begin_of_image>", "<end_of_image>"
     tok = train_tokenizer(texts, placeholders={"image": image}, extra_special_tokens=(boi, eoi))
@@ -322,7 +362,11 @@ _MROPE = {"rope_type": "default", "mrope_section": [4, 6, 6]}
 
 
 def _tiny_qwen2_vl(texts):
-    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor
+    from transformers import (
+        Qwen2VLConfig,
+        Qwen2VLForConditionalGeneration,
+        Qwen2VLProcessor,
+    )
 
     tok, special = _qwen_tokenizer(texts)
     text = _text_config(tok, model_type="qwen2_vl_text", rope_parameters=_MROPE)
@@ -332,7 +376,11 @@ def _tiny_qwen2_vl(texts):
 
 
 def _tiny_qwen2_5_vl(texts):
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
+    from transformers import (
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2_5_VLProcessor,
+    )
 
     tok, special = _qwen_tokenizer(texts)
     text = _text_config(tok, model_type="qwen2_5_vl_text", rope_parameters=_MROPE)
@@ -343,8 +391,97 @@ def _tiny_qwen2_5_vl(texts):
     return Qwen2_5_VLForConditionalGeneration(config), _qwen_processor(Qwen2_5_VLProcessor, tok)
 
 
+# The real Qwen2.5-Omni tokenizer's names for its media tokens (attributes the processor reads).
+_OMNI_TOKENS = dict(
+    image_token="<|IMAGE|>", audio_token="<|AUDIO|>", video_token="<|VIDEO|>",
+    vision_bos_token="<|vision_bos|>", vision_eos_token="<|vision_eos|>",
+    audio_bos_token="<|audio_bos|>", audio_eos_token="<|audio_eos|>",
+)  # fmt: skip
+OMNI_MELS, OMNI_AUDIO_SECONDS = 16, 2  # tiny Whisper features; the processor pads audio to this length
+
+
+def _tiny_qwen2_5_omni(texts):
+    """Qwen2.5-Omni's thinker (image, audio, video in; text out): Qwen2.5-VL's vision tower, a Whisper-style
+    audio tower and an M-RoPE decoder whose index interleaves audio and video in time."""
+    from transformers import (
+        Qwen2_5OmniProcessor,
+        Qwen2_5OmniThinkerConfig,
+        Qwen2_5OmniThinkerForConditionalGeneration,
+        Qwen2VLImageProcessor,
+        Qwen2VLVideoProcessor,
+        WhisperFeatureExtractor,
+    )
+
+    t = _OMNI_TOKENS
+    tok = train_tokenizer(texts, placeholders={"image": t["image_token"]}, extra_special_tokens=tuple(t.values()))
+    tok.chat_template = chat_template({
+        "image": t["vision_bos_token"] + t["image_token"] + t["vision_eos_token"],
+        "audio": t["audio_bos_token"] + t["audio_token"] + t["audio_eos_token"],
+        "video": t["vision_bos_token"] + t["video_token"] + t["vision_eos_token"],
+    })  # fmt: skip
+    tok = _named_tokens(tok, **t)
+    ids = tok.convert_tokens_to_ids
+    special = dict(
+        image_token_index=ids(t["image_token"]), video_token_index=ids(t["video_token"]),
+        audio_token_index=ids(t["audio_token"]), vision_start_token_id=ids(t["vision_bos_token"]),
+        vision_end_token_id=ids(t["vision_eos_token"]), audio_start_token_id=ids(t["audio_bos_token"]),
+        audio_end_token_id=ids(t["audio_eos_token"]), user_token_id=ids("<|user|>"),
+    )  # fmt: skip
+    text = _text_config(tok, model_type="qwen2_5_omni_text", rope_parameters=_MROPE)
+    vision = dict(depth=2, hidden_size=32, intermediate_size=64, out_hidden_size=64, num_heads=2, patch_size=8,
+                  spatial_merge_size=2, window_size=16, fullatt_block_indexes=[1])
+    # n_window 25: the audio tower attends within 0.5 s chunks, so 1 s of audio spans two
+    audio = dict(num_mel_bins=OMNI_MELS, d_model=32, encoder_layers=1, encoder_attention_heads=2, encoder_ffn_dim=64,
+                 n_window=25, max_source_positions=OMNI_AUDIO_SECONDS * 50, output_dim=64)
+    config = Qwen2_5OmniThinkerConfig(text_config=text, vision_config=vision, audio_config=audio, **special)
+    pixels = {"shortest_edge": IMAGE_SIZE * IMAGE_SIZE, "longest_edge": IMAGE_SIZE * IMAGE_SIZE}
+    processor = Qwen2_5OmniProcessor(
+        image_processor=Qwen2VLImageProcessor(size=pixels, patch_size=8, merge_size=2),
+        video_processor=Qwen2VLVideoProcessor(size=pixels, patch_size=8, merge_size=2),
+        feature_extractor=WhisperFeatureExtractor(feature_size=OMNI_MELS, chunk_length=OMNI_AUDIO_SECONDS),
+        tokenizer=tok, chat_template=tok.chat_template,
+    )  # fmt: skip
+    # The processor class pins video frames to at least 128*28*28 pixels whatever its video processor
+    # says; tiny frames in memory. (Not saved: a reloaded tiny processor makes ~1,600-token videos.)
+    processor.videos_kwargs = {"size": dict(pixels)}
+    return Qwen2_5OmniThinkerForConditionalGeneration(config), processor
+
+
+def _omni_checkpoint(thinker):
+    """The full Qwen2.5-Omni layout around ``thinker`` (tiny talker + vocoder), as the real repos ship it."""
+    from transformers import Qwen2_5OmniConfig, Qwen2_5OmniForConditionalGeneration
+
+    c = thinker.config
+    tokens = {n: getattr(c, n) for n in ("image_token_index", "video_token_index", "audio_token_index",
+                                          "vision_start_token_id", "vision_end_token_id", "audio_start_token_id",
+                                          "audio_end_token_id")}  # fmt: skip
+    talker = dict(vocab_size=64, embedding_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                  num_attention_heads=2, num_key_value_heads=1, head_dim=16,
+                  rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3]},
+                  tts_codec_start_token_id=60, tts_codec_end_token_id=61, tts_codec_pad_token_id=62,
+                  tts_codec_mask_token_id=63, tts_text_start_token_id=1, tts_text_end_token_id=2,
+                  tts_text_pad_token_id=0, **tokens)  # fmt: skip
+    token2wav = dict(
+        dit_config=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, head_dim=16, emb_dim=16,
+                        num_embeds=65, mel_dim=8, enc_emb_dim=8, enc_dim=8, enc_channels=[16, 16, 16, 16, 32],
+                        enc_attention_channels=8, enc_se_channels=8, look_ahead_layers=[1], look_backward_layers=[0]),
+        bigvgan_config=dict(mel_dim=8, upsample_initial_channel=16, upsample_rates=[2, 2], upsample_kernel_sizes=[4, 4],
+                            resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 3, 5]]),
+    )  # fmt: skip
+    config = Qwen2_5OmniConfig(thinker_config=c.to_dict(), talker_config=talker, token2wav_config=token2wav,
+                               enable_audio_output=True)  # fmt: skip
+    full = Qwen2_5OmniForConditionalGeneration(config)
+    full.thinker.load_state_dict(thinker.state_dict())
+    return full
+
+
 def _tiny_gemma3(texts):
-    from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3ImageProcessor, Gemma3Processor
+    from transformers import (
+        Gemma3Config,
+        Gemma3ForConditionalGeneration,
+        Gemma3ImageProcessor,
+        Gemma3Processor,
+    )
 
     # The prompt holds <start_of_image>; the processor expands it into boi + soft tokens + eoi.
     boi, soft, eoi = "<start_of_image>", "<image_soft_token>", "<end_of_image>"
@@ -369,7 +506,7 @@ def _tiny_gemma3(texts):
 
 TINY_BUILDERS = {
     "llava": _tiny_llava, "llava_next": _tiny_llava_next, "qwen2_vl": _tiny_qwen2_vl, "qwen2_5_vl": _tiny_qwen2_5_vl,
-    "gemma3": _tiny_gemma3, "idefics3": _tiny_idefics3, "janus": _tiny_janus,
+    "gemma3": _tiny_gemma3, "idefics3": _tiny_idefics3, "janus": _tiny_janus, "qwen2_5_omni": _tiny_qwen2_5_omni,
 }  # fmt: skip
 TINY_ARCHS = tuple(TINY_BUILDERS)
 
@@ -386,6 +523,8 @@ def make_tiny_native(arch: str, texts=None, seed: int = 0):
 def build_tiny_native(arch: str, out_dir: str | Path, texts=None, seed: int = 0) -> Path:
     """Build a tiny random ``arch`` model + processor offline and ``save_pretrained`` both to ``out_dir``."""
     model, processor = make_tiny_native(arch, texts, seed)
+    if arch == "qwen2_5_omni":  # saved as the real repos are: thinker + talker + vocoder
+        model = _omni_checkpoint(model)
     out_dir = Path(out_dir)
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
