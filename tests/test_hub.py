@@ -258,3 +258,19 @@ def test_real_backbone_entries_on_tiny_stand_ins(name, arch, hub, tmp_path):
     push_run(tmp_path / "run", entry.repo, hub)
     m = load(name, hub=hub)
     assert m.source == "local-hub" and isinstance(m.policy.backbone, NativeBackbone)
+    # the card names what the entry is, without the pusher repeating it
+    from huggingface_hub import ModelCard
+
+    assert ModelCard(m.card).data.base_model == entry.backbone
+    assert f"| modalities | {', '.join(entry.modalities)} |" in m.card
+
+
+def test_card_defaults_come_from_the_registry():
+    from zoo.registry import SHAPES_BACKBONE, card_defaults
+
+    assert card_defaults("zoo/shapes-vlm-dpo") == {"name": "shapes-vlm-dpo", "base_model": "zoo/shapes-vlm",
+                                                   "backbone": SHAPES_BACKBONE, "modalities": ("image",)}
+    assert card_defaults("zoo/shapes-vlm")["base_model"] is None  # trained from scratch on the world
+    omni = card_defaults("zoo/qwen2.5-omni-3b-dpo")
+    assert omni["base_model"] == "Qwen/Qwen2.5-Omni-3B" and omni["modalities"] == ("image", "audio", "video")
+    assert card_defaults("me/anything") == {}

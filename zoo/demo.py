@@ -84,10 +84,8 @@ def run_demo(output_dir: str = "runs/demo", overrides: list[str] | None = None, 
 
     revisions = {}
     for name, path in (("shapes-vlm", run), ("shapes-vlm-dpo", dpo_run)):
-        entry = get_entry(name)
-        base = get_entry(entry.base).repo if entry.base else None
-        revisions[entry.repo] = push_run(path, entry.repo, hub, message="zoo demo", name=name, base_model=base,
-                                         backbone=entry.backbone, modalities=entry.modalities)
+        repo = get_entry(name).repo  # the card takes name, backbone, modalities and base from the entry
+        revisions[repo] = push_run(path, repo, hub, message="zoo demo")
     aligned = load("shapes-vlm-dpo", hub=hub)
     console.print(f"loaded [bold]shapes-vlm-dpo[/] from the {aligned.source} ({hub.root}), revision {aligned.revision}")
     console.print(compare_table([results, aligned.results]))

@@ -50,6 +50,16 @@ def list_models() -> list[ZooEntry]:
     return [ENTRIES[n] for n in sorted(ENTRIES)]
 
 
+def card_defaults(repo_id: str) -> dict:
+    """What the model card of the entry published as ``repo_id`` says about it (nothing for other repos):
+    its name, backbone, modalities, and the model it starts from (the base entry's repo, or the HF id)."""
+    entry = next((e for e in ENTRIES.values() if e.repo == repo_id), None)
+    if entry is None:
+        return {}
+    base = ENTRIES[entry.base].repo if entry.base else None if entry.embedded else entry.backbone
+    return {"name": entry.name, "base_model": base, "backbone": entry.backbone, "modalities": entry.modalities}
+
+
 SHAPES_BACKBONE = "composed: ViT (4 image tokens) + Llama d=128"
 
 register(ZooEntry(
