@@ -137,3 +137,36 @@ def test_rows_of_one_image_share_its_processed_tensor(encoder, tiny_rows):
     same = [r for r in tiny_rows if r["images"] == image][:2]
     a, b = (encoder.encode(r, i) for i, r in enumerate(same))
     assert a.media_inputs["pixel_values"] is b.media_inputs["pixel_values"]
+
+
+def test_media_stacks_of_different_sizes_are_zero_padded():
+    """anyres tiles / crops / audio frames: every dim after the first padded with zeros (False for masks)."""
+    from zoo.data.collate import cat_media
+
+    a, b = torch.ones(1, 3, 2), torch.full((2, 1, 4), 2.0)
+    out = cat_media([a, b])
+    assert out.shape == (3, 3, 4)
+    assert torch.equal(out[0, :, :2], a[0]) and not out[0, :, 2:].any()
+    assert torch.equal(out[1:, :1], b) and not out[1:, 1:].any()
+    masks = cat_media([torch.ones(1, 2, dtype=torch.bool), torch.ones(1, 3, dtype=torch.bool)])
+    assert masks.dtype == torch.bool and masks.tolist() == [[True, True, False], [True, True, True]]
+    same = [torch.randn(2, 5), torch.randn(3, 5)]
+    assert torch.equal(cat_media(same), torch.cat(same))  # equal shapes: a plain concatenation
+    with pytest.raises(ValueError, match="different ranks"):
+        cat_media([torch.ones(1, 2), torch.ones(1, 2, 3)])
+
+
+def test_audio_and_video_errors_name_the_example_and_the_field(tmp_path):
+    from zoo.models.native import make_tiny_native
+
+    _, processor = make_tiny_native("qwen2_5_omni")
+    encoder = ExampleEncoder(processor, media_root=tmp_path)
+    (tmp_path / "noise.wav").write_bytes(b"RIFF but not really a wave file")
+    parts = [{"type": "audio"}, {"type": "video"}, {"type": "text", "text": "?"}]
+    row = {"prompt": [{"role": "user", "content": parts}], "audios": ["noise.wav"], "videos": ["missing.mp4"],
+           "completion": "A tone."}
+    with pytest.raises(DataError, match=r"example 4, field 'audios\[0\]': unreadable audio"):
+        encoder.encode(row, 4)
+    row["audios"] = [torch.zeros(8000).numpy()]  # a raw waveform is fine; the video is not there
+    with pytest.raises(DataError, match=r"example 4, field 'videos\[0\]': video file not found"):
+        encoder.encode(row, 4)
