@@ -255,3 +255,29 @@ def test_check_media_keep_rejects_text_positions(tiny):
     with pytest.raises(ValueError, match="non-media"):
         policy.sequence_logps(batch, media_keep=keep)
     policy.check_media_keep(batch, ~is_media)  # hiding media only is fine
+
+
+@pytest.mark.parametrize("arch", ["qwen2_vl", "qwen2_5_vl"])
+@torch.no_grad()
+def test_video_rows_reach_the_qwen_vl_family(arch):
+    """Videos (frame arrays, as `modalities.video.load_video` returns them) of different lengths, with and
+    without an image, batched: ours equals the model's own forward, and the video changes the logits."""
+    model, processor = make_tiny_native(arch)
+    policy = Policy(NativeBackbone(model, processor))
+    rng = np.random.default_rng(0)
+    clip = lambda n: rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)  # noqa: E731
+    video_row = lambda v, img=None: {  # noqa: E731
+        **row("What moves in the clip?", img, "A square moves."),
+        "videos": [v],
+        "prompt": [{"role": "user", "content": ([{"type": "image"}] if img else []) + [{"type": "video"},
+                                                {"type": "text", "text": "What moves in the clip?"}]}],
+    }
+    rows = [video_row(clip(8)), video_row(clip(4), image(3))]
+    batch, examples = encode(policy, rows)
+    assert batch["video_grid_thw"][:, 0].tolist() == [4, 2]  # temporal patches of 2 frames
+    real = batch["attention_mask"].bool()
+    raw = {k: v for k, v in batch.items() if k not in ("labels", "example_index")}
+    ours = policy.logits(batch)
+    torch.testing.assert_close(ours[real], model(**raw).logits[real], atol=1e-5, rtol=0)
+    other, _ = encode(policy, [video_row(clip(8)), rows[1]])
+    assert not torch.allclose(policy.logits(other)[0, real[0]], ours[0, real[0]], atol=1e-4)

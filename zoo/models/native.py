@@ -339,7 +339,8 @@ def _qwen_tokenizer(texts):
         texts, placeholders={"image": "<|image_pad|>"},
         extra_special_tokens=("<|vision_start|>", "<|vision_end|>", "<|video_pad|>"),
     )  # fmt: skip
-    tok.chat_template = chat_template({"image": "<|vision_start|><|image_pad|><|vision_end|>"})
+    tok.chat_template = chat_template({"image": "<|vision_start|><|image_pad|><|vision_end|>",
+                                       "video": "<|vision_start|><|video_pad|><|vision_end|>"})
     ids = tok.convert_tokens_to_ids
     special = dict(image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),
                    vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"))
