@@ -177,6 +177,22 @@ def test_cache_key_invalidation(tiny_policy, tiny_world, rows, tmp_path):
     assert model_hash(policy) != mh
 
 
+@pytest.mark.parametrize("arch", ["composed", "llava_next"])
+def test_processor_hash_sees_media_settings(arch, tiny_policy):
+    """A cached reference must not survive a change of image size (or any media setting): other inputs."""
+    from zoo.align.reference import processor_hash
+    from zoo.models.native import make_tiny_native
+
+    processor = copy.deepcopy(tiny_policy.processor) if arch == "composed" else make_tiny_native(arch)[1]
+    before = processor_hash(processor)
+    assert processor_hash(copy.deepcopy(processor)) == before
+    if arch == "composed":
+        processor.media["image"]["processor"]["image_size"] += 8
+    else:
+        processor.image_processor.image_grid_pinpoints = [[32, 32]]
+    assert processor_hash(processor) != before
+
+
 def test_cached_recomputes_only_on_a_new_key(tiny_policy, tiny_world, rows, encoded, tmp_path):
     policy = copy.deepcopy(tiny_policy)
     batches = batches_of(policy, encoded)

@@ -270,6 +270,19 @@ def tokenizer_hash(tokenizer) -> str:
     return _digest((text + "\n" + str(getattr(tokenizer, "chat_template", ""))).encode())
 
 
+def processor_hash(processor) -> str:
+    """sha256 of everything that turns a row into model inputs: the tokenizer (`tokenizer_hash`) and the
+    media settings (image size and normalisation, anyres grids, audio features, video frames …)."""
+    tokenizer = getattr(processor, "tokenizer", processor)
+    if isinstance(getattr(processor, "media", None), dict):  # the composed model's processor
+        media = json.dumps(processor.media, sort_keys=True)
+    elif processor is not tokenizer and hasattr(processor, "to_json_string"):  # HF: every sub-processor
+        media = processor.to_json_string()
+    else:
+        media = ""
+    return _digest((tokenizer_hash(tokenizer) + "\n" + media).encode())
+
+
 def cache_key(rows: Iterable[dict], model: nn.Module, media_root: str | Path | None = None,
               encoding: dict | None = None) -> str:
     return f"{dataset_fingerprint(rows, media_root, encoding)}-{model_hash(model)}"

@@ -95,6 +95,11 @@ class ExampleEncoder:
         # processed tensor in memory instead of a copy each.
         self._shared_media: dict[tuple, dict[str, torch.Tensor]] = {}
 
+    @property
+    def settings(self) -> dict:
+        """The encoder's own choices that shape model inputs (part of a cached reference's key)."""
+        return {"max_length": self.max_length, "video_frames": self.video_frames, "sampling_rate": self.sampling_rate}
+
     def load_media(self, row: dict, index: Any) -> dict[str, list]:
         """The row's media, read and decoded, as the processor's keyword arguments (only kinds present)."""
         loaders = {

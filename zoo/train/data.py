@@ -140,8 +140,10 @@ class PairDataModule(ChatDataModule):
         return self._loader(self.encode_split(split or self.train_split), shuffle=False)
 
     def fingerprint(self, split: str | None = None) -> str:
-        """Fingerprint of a split as encoded here: its rows, their media bytes, max_length and tokenizer."""
-        from zoo.align.reference import dataset_fingerprint, tokenizer_hash
+        """Fingerprint of a split as encoded here: its rows, their media bytes, and how they become inputs
+        (the encoder's settings, the tokenizer and the media processors' settings)."""
+        from zoo.align.reference import dataset_fingerprint, processor_hash
 
-        encoding = {"max_length": self.max_length, "tokenizer": tokenizer_hash(self.processor.tokenizer)}
+        encoder = ExampleEncoder(self.processor, self.max_length, media_root=self.media_root)
+        encoding = {**encoder.settings, "processor": processor_hash(self.processor)}
         return dataset_fingerprint(self.rows(split or self.train_split), self.media_root, encoding)
