@@ -116,10 +116,13 @@ def test_shared_prefix_equals_concat_with_audio_and_video(omni, media):
     policy = Policy(NativeBackbone(*make_tiny_native("qwen2_5_omni"))).to(torch.float64).train()
     encoder = ExampleEncoder(policy.processor, media_root=media)
     pairs = [encoder.encode_pair(r, i) for i, r in enumerate(ROWS)]
-    results = {}
+    results, calls = {}, []
+    policy.model.model.audio_tower.register_forward_hook(lambda *_: calls.append(1))
     for mode in ("concat", "shared_prefix"):
         policy.zero_grad(set_to_none=True)
+        calls.clear()
         chosen, rejected = policy.pair_logps(pad_pairs(pairs, policy.tokenizer.pad_token_id, mode))
+        assert len(calls) == 1, f"{mode}: the audio tower ran {len(calls)} times for one batch of pairs"
         (chosen.logps.sum() - 0.5 * rejected.logps.sum()).backward()
         grads = {n: p.grad.clone() for n, p in policy.named_parameters() if p.grad is not None}
         results[mode] = chosen.logps.detach(), rejected.logps.detach(), grads
@@ -132,6 +135,29 @@ def test_shared_prefix_equals_concat_with_audio_and_video(omni, media):
 
 
 @torch.no_grad()
+def test_a_frozen_reference_reuses_the_policys_audio_features(media):
+    """Towers frozen: one audio-tower pass per batch serves the policy and the reference."""
+    from zoo.align.reference import FrozenReference, freeze_modules
+
+    policy = Policy(NativeBackbone(*make_tiny_native("qwen2_5_omni")))
+    freeze_modules(policy, ["visual", "audio_tower"])
+    reference = FrozenReference(policy)
+    assert reference.reuse_media
+    encoder = ExampleEncoder(policy.processor, media_root=media)
+    batch = pad_pairs([encoder.encode_pair(r, i) for i, r in enumerate(ROWS)], policy.tokenizer.pad_token_id)
+    calls = []
+    for model in (policy.model, reference.policy.model):
+        model.model.audio_tower.register_forward_hook(lambda *_: calls.append(1))
+    features = policy.encode_media(batch["prompt"])
+    with torch.no_grad():
+        expected = reference.pair_logps(policy, batch)  # no features given: the reference encodes its own
+        calls.clear()
+        got = reference.pair_logps(policy, batch, features)
+    assert calls == []
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+
+
 def test_generate_with_audio_matches_hf_generate(omni, media):
     rows = [omni_row("Describe the image.", ["a.png"], ["long.wav"]), omni_row("What is it?", ["b.png"], ["short.wav"])]
     batch, examples = encode(omni, media, rows, field=None, padding_side="left")

@@ -130,8 +130,8 @@ def apply_lora(policy: Policy, r: int = 8, alpha: int = 16, target_modules=("q_p
     """Wrap the policy's language model with peft LoRA; returns the PeftModel.
 
     The model's decoder, wherever its ``get_decoder()`` finds it — the composed model's
-    ``language_model`` (a causal LM), an HF-native VLM's ``model.language_model`` (LLaVA, Qwen2-VL …),
-    ``model.text_model`` (Idefics3) or ``model`` (the Omni thinker) — is wrapped in place; its base
+    ``language_model`` (a causal LM), an HF-native VLM's ``model.language_model`` (LLaVA, Qwen2-VL, the
+    Omni thinker …) or ``model.text_model`` (Idefics3) — is wrapped in place; its base
     weights are frozen and the Policy keeps working unchanged (every model calls its decoder with
     ``inputs_embeds``). Media towers are untouched: freeze them separately if wanted.
     """

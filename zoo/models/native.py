@@ -31,7 +31,13 @@ from zoo.models.tokenizer import chat_template, train_tokenizer
 MEDIA_ENCODERS = {
     "image": ("pixel_values", "get_image_features"),
     "video": ("pixel_values_videos", "get_video_features"),
+    "audio": ("input_features", "get_audio_features"),
 }
+# Kinds a model's forward takes no pre-encoded features of (Qwen2.5-Omni re-encodes audio from its raw
+# features): the adapter writes their features into the input embeddings at the kind's placeholder
+# tokens itself, and leaves these raw inputs out, so the tower still runs once per batch and a frozen
+# or LoRA-disabled reference reuses the policy's features.
+SCATTERED_MEDIA = {"audio": ("input_features", "feature_attention_mask", "audio_feature_lengths")}
 
 # Forward arguments that are never side inputs: set explicitly, training-only, or raw media
 # (media reach the model pre-encoded; passing pixels too makes HF models raise).
@@ -139,8 +145,15 @@ class NativeBackbone(Backbone):
             side = {k: v for k, v in batch.items() if k in self.side_inputs and v is not None}
         else:  # decoding step: only what the model needs at every step
             side = {k: input_ids.new_zeros(input_ids.shape) for k in self.decode_token_inputs}
+        media, inputs_embeds = dict(media or {}), None
+        scattered = {kind: media.pop(kind) for kind in SCATTERED_MEDIA if kind in media}
+        if scattered:
+            raw = {name for kind in scattered for name in SCATTERED_MEDIA[kind]}
+            side = {k: v for k, v in side.items() if k not in raw}
+            inputs_embeds = self._embed_with(input_ids, scattered)
         return self.model(
             input_ids=input_ids,
+            inputs_embeds=inputs_embeds,  # with input_ids: the model still finds its placeholders by id
             attention_mask=attention_mask,
             position_ids=position_ids,
             mm_encoder_outputs=media or None,
@@ -149,6 +162,17 @@ class NativeBackbone(Backbone):
             logits_to_keep=logits_to_keep,
             **self._to_device(side),
         )
+
+    def _embed_with(self, input_ids: torch.Tensor, features: dict) -> torch.Tensor:
+        """Token embeddings with each kind's encoded features written at its placeholder tokens, in order."""
+        embeds = self.model.get_input_embeddings()(input_ids)
+        for kind, encoded in features.items():
+            values = encoded.last_hidden_state  # what the model's own forward places (flat: [tokens, H])
+            mask = input_ids == getattr(self.model.config, f"{kind}_token_id")
+            if int(mask.sum()) != values.shape[0]:
+                raise ValueError(f"{int(mask.sum())} {kind} tokens in the batch but {values.shape[0]} {kind} features")
+            embeds = embeds.masked_scatter(mask[..., None].to(embeds.device), values.to(embeds.device, embeds.dtype))
+        return embeds
 
     def _mm_token_types(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Text 0, image 1, video 2: what processors return as ``mm_token_type_ids``."""
