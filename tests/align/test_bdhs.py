@@ -22,6 +22,7 @@ from zoo.align.sampling.bdhs import (
 from zoo.data.collate import ExampleEncoder
 from zoo.data.formats import read_rows
 from zoo.data.schema import response_text
+from zoo.models.native import TINY_ARCHS
 
 
 def never_similar(a, b):
@@ -181,7 +182,7 @@ def test_default_similarity_is_the_offline_minilm():
     assert same > 0.999 and other < swapped < 0.97
 
 
-@pytest.mark.parametrize("arch", ["llava", "qwen2_vl"])
+@pytest.mark.parametrize("arch", TINY_ARCHS)
 def test_sampler_on_hf_native_backbones(arch):
     """The same sampler drives HF-native models: hidden images do not matter, visible ones do."""
     from tests.models.test_native import image

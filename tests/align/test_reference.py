@@ -21,6 +21,7 @@ from zoo.align.reference import (
     model_hash,
 )
 from zoo.data.collate import ExampleEncoder, encode_rows, pad_batch
+from zoo.models.native import TINY_ARCHS
 
 N_ROWS = 6
 
@@ -280,7 +281,7 @@ def test_cached_pairs_survive_training_and_are_keyed(tiny_policy, pair_batches, 
         cached.pair_logps(policy, dict(pair_batches["concat"][0], example_index=["pairs[99]"] * 3))
 
 
-@pytest.mark.parametrize("arch", ["llava", "qwen2_vl"])
+@pytest.mark.parametrize("arch", TINY_ARCHS)
 def test_lora_reference_on_native_models_is_the_unadapted_model(arch):
     from tests.models.test_pair_logps import encode_pairs, native_rows
     from zoo.data.collate import pad_pairs
@@ -291,9 +292,11 @@ def test_lora_reference_on_native_models_is_the_unadapted_model(arch):
     base = Policy(NativeBackbone(model, processor)).eval()
     adapted = Policy(NativeBackbone(copy.deepcopy(model), processor)).eval()
     apply_lora(adapted, r=4, alpha=8, target_modules=("q_proj", "v_proj"))
-    towers = ("vision_tower", "multi_modal_projector", "visual")  # apply_lora leaves them as they are
-    trainable = {n for n, p in adapted.model.named_parameters() if p.requires_grad and not any(t in n for t in towers)}
-    assert trainable and all("lora_" in n for n in trainable)  # the language model and its head are frozen
+    # apply_lora leaves the media towers as they are; the language model and its head are frozen
+    in_lm = {"language_model", "text_model", "lm_head"}
+    trainable = {n for n, p in adapted.model.named_parameters() if p.requires_grad and in_lm & set(n.split("."))}
+    assert trainable and all("lora_" in n for n in trainable)
+    assert not adapted.model.get_output_embeddings().weight.requires_grad
     torch.manual_seed(1)
     with torch.no_grad():
         for n, p in adapted.model.named_parameters():
