@@ -182,7 +182,10 @@ def test_list_models_and_cli(capsys, hub, monkeypatch):
     assert {"shapes-vlm", "shapes-vlm-dpo", "shapes-vlm-bdhs", "shapes-vlm-online-bdhs"} <= set(names)
     monkeypatch.setenv("ZOO_HOME", str(hub.root.parent))
     assert main(["list"]) == 0
-    assert "shapes-vlm-bdhs" in capsys.readouterr().out
+    out = "".join(line.strip("│┃ ") for line in capsys.readouterr().out.splitlines())  # cells may wrap
+    assert "shapes-vlm-bdhs" in out
+    # every override shows in full, [lists] included (rich would read them as markup)
+    assert "model.freeze=[vision_tower,multi_modal_projector,image_newline]" in out.replace(" ", "")
     assert isinstance(load.__doc__, str) and ZooModel.generate.__doc__
 
 

@@ -56,6 +56,7 @@ def cmd_bdhs(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from zoo.hub import LocalHub
@@ -64,10 +65,11 @@ def cmd_list(args: argparse.Namespace) -> int:
     hub = LocalHub()
     table = Table(title=f"zoo models (local hub: {hub.root})")
     for col in ("name", "backbone", "modalities", "recipe", "repo", "local hub"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")  # overrides are copied from here: never cut
     for e in list_models():
         here = hub.main(e.repo) if hub.exists(e.repo) else ("– (zoo build " + e.name + ")" if e.embedded else "–")
-        table.add_row(e.name, e.backbone, ",".join(e.modalities), " ".join(e.recipe), e.repo, here)
+        cells = (e.name, e.backbone, ",".join(e.modalities), " ".join(e.recipe), e.repo, here)
+        table.add_row(*(escape(c) for c in cells))  # overrides hold [lists] that rich would read as markup
     Console(width=max(160, Console().width)).print(table)  # names must not be cut, even when piped
     return 0
 
