@@ -88,7 +88,13 @@ def write_video(path: str | Path, frames: Any, fps: float) -> Path:
 
 
 def _decode(file: Any, what: str, num_frames: int) -> np.ndarray:
-    import decord  # imported on use: wheels exist for x86_64 Linux/macOS and Windows only
+    try:  # imported on use: wheels exist for x86_64 (Linux, macOS, Windows) only
+        import decord
+    except ImportError:
+        raise MediaError(
+            f"cannot decode {what}: decord is not installed (it has x86_64 wheels only); pass the video as "
+            "a [T, H, W, 3] array or a list of frames instead"
+        ) from None
 
     try:
         reader = decord.VideoReader(file, ctx=decord.cpu(0))

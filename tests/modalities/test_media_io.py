@@ -164,3 +164,12 @@ def test_load_video_errors_are_clear(tmp_path):
         load_video({"bytes": None, "path": None})
     with pytest.raises(ValueError, match="even frame size"):
         write_video(tmp_path / "odd.mp4", np.zeros((2, 5, 6, 3), np.uint8), fps=5)
+
+
+def test_without_decord_files_fail_clearly_and_arrays_still_load(tmp_path, monkeypatch):
+    frames = np.zeros((4, 16, 16, 3), np.uint8)
+    path = write_video(tmp_path / "clip.mp4", frames, fps=4)
+    monkeypatch.setitem(__import__("sys").modules, "decord", None)  # as on a machine without its wheel
+    with pytest.raises(MediaError, match="decord is not installed.*array"):
+        load_video(path)
+    assert load_video(frames, num_frames=2).shape == (2, 16, 16, 3)
