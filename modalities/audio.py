@@ -16,7 +16,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from modalities import MediaError
+from modalities import MediaError, resolve_path
 
 AudioLike = Any  # a path, bytes, an HF `Audio` dict, a numpy array or a torch tensor
 
@@ -78,9 +78,7 @@ def _decode(src: AudioLike, root: str | Path | None, sampling_rate: int) -> tupl
     if isinstance(src, (bytes, bytearray, memoryview)):
         return _read(io.BytesIO(bytes(src)), f"{len(src)} bytes")
     if isinstance(src, (str, Path)):
-        path = Path(src)
-        if root is not None and not path.is_absolute():
-            path = Path(root) / path
+        path = resolve_path(src, root)
         if not path.exists():
             raise MediaError(f"audio file not found: {path}")
         return _read(str(path), str(path))

@@ -16,7 +16,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import nn
 
-from modalities import MediaError
+from modalities import MediaError, resolve_path
 from modalities.registry import MODALITIES, Modality
 
 PLACEHOLDER = "<image>"
@@ -40,9 +40,7 @@ def load_image(src: ImageLike, root: str | Path | None = None) -> Image.Image:
             array = src if src.dtype == np.uint8 else np.clip(src * 255.0, 0, 255).astype(np.uint8)
             return Image.fromarray(array).convert("RGB")
         if isinstance(src, (str, Path)):
-            path = Path(src)
-            if root is not None and not path.is_absolute():
-                path = Path(root) / path
+            path = resolve_path(src, root)
             with Image.open(path) as im:
                 return im.convert("RGB")
     except FileNotFoundError as e:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from modalities import MediaError
+from modalities import MediaError, resolve_path
 from modalities.image import load_image
 
 VideoLike = Any  # a path, bytes, a {"bytes"|"path"} dict, a [T, H, W, 3] array/tensor or a list of frames
@@ -43,9 +43,7 @@ def load_video(src: VideoLike, root: str | Path | None = None, num_frames: int =
     if isinstance(src, (bytes, bytearray, memoryview)):
         return _decode(io.BytesIO(bytes(src)), f"{len(src)} bytes", num_frames)
     if isinstance(src, (str, Path)):
-        path = Path(src)
-        if root is not None and not path.is_absolute():
-            path = Path(root) / path
+        path = resolve_path(src, root)
         if not path.exists():
             raise MediaError(f"video file not found: {path}")
         return _decode(str(path), str(path), num_frames)

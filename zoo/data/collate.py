@@ -89,6 +89,7 @@ class ExampleEncoder:
         self.video_frames = video_frames
         # Whisper-style feature extractors name the rate their audio encoder was trained at.
         self.sampling_rate = getattr(getattr(processor, "feature_extractor", None), "sampling_rate", 16000)
+        self.modalities = processor_modalities(processor)
         self.media_ids = media_token_ids(processor)
         self._media_id_tensor = torch.tensor(sorted(self.media_ids), dtype=torch.long)
         # Rows that name the same media files (a caption and questions about one image) share one
@@ -120,10 +121,9 @@ class ExampleEncoder:
         return media
 
     def encode_prompt(self, row: dict, index: Any) -> tuple[torch.Tensor, dict, dict]:
-        accepted = processor_modalities(self.processor)
         for kind, column in MEDIA_COLUMNS.items():  # processors drop unknown media without a word
-            if media_items(row, kind) and kind not in accepted:
-                takes = ", ".join(sorted(accepted)) or "text only"
+            if media_items(row, kind) and kind not in self.modalities:
+                takes = ", ".join(sorted(self.modalities)) or "text only"
                 raise DataError(index, column, f"this model's processor takes no {kind} (it takes: {takes})")
         text = self.processor.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=False)
         media_kwargs = self.load_media(row, index)
