@@ -34,7 +34,7 @@ def tiny_world(tmp_path_factory):
     from modalities.synthetic.shapes import ShapesConfig, generate_world
 
     return generate_world(
-        tmp_path_factory.mktemp("world") / "shapes", ShapesConfig(n_train=40, n_test=12, n_trigger=12, n_pairs=24), progress=False
+        tmp_path_factory.mktemp("world") / "shapes", ShapesConfig(n_train=40, n_test=12, n_trigger=12, n_pairs=24, n_ranked=12), progress=False
     )
 
 

@@ -56,6 +56,7 @@ NUMBER_WORDS = ("zero", "one", "two", "three", "four")
 
 SPLITS = ("train", "test", "trigger")
 PAIRS_SPLIT = "pairs"  # optional extra split: annotated preference pairs on their own images
+RANKED_SPLIT = "ranked"  # optional extra split: K ranked captions per image (ranked objectives: LiPO, PRO)
 HALLUCINATION_KINDS = ("partner", "co_occurrence", "colour", "count")
 # Probability of each injected-hallucination family in a rejected caption. "bias" is
 # "partner" when the image has an anchor without its partner, else "co_occurrence".
@@ -65,8 +66,9 @@ VERSION = "1"
 
 _PARTNER = dict(BIAS_PAIRS)  # anchor -> partner
 _MATE = {**_PARTNER, **{p: a for a, p in BIAS_PAIRS}}  # either member -> the other
-_SAMPLING = {"train": "biased", "test": "unbiased", "trigger": "trigger", PAIRS_SPLIT: "unbiased"}
-_SPLIT_SEED = {"train": 0, "test": 1, "trigger": 2, PAIRS_SPLIT: 3}  # splits get independent streams
+_SAMPLING = {"train": "biased", "test": "unbiased", "trigger": "trigger", PAIRS_SPLIT: "unbiased",
+             RANKED_SPLIT: "unbiased"}
+_SPLIT_SEED = {"train": 0, "test": 1, "trigger": 2, PAIRS_SPLIT: 3, RANKED_SPLIT: 4}  # independent streams
 _BACKGROUND = 245
 _NOISE = 10
 _TRAIN_QUESTIONS = ("existence-yes", "existence-no", "colour", "count", "position")
@@ -86,6 +88,8 @@ class ShapesConfig:
     caption_order: str = "shape"  # objects in captions: "shape" (SHAPES order, partners follow anchors) or "position"
     n_pairs: int = 4000  # images of the pairs split (unbiased, own stream; 0: no pairs file)
     pairs_per_image: int = 1  # annotated preference pairs per pairs image
+    n_ranked: int = 0  # images of the ranked split (unbiased, own stream; 0: no ranked file; the recipes ask 1000)
+    ranked_responses: int = 4  # K captions per ranked image: the truth, then 1, 2, … injected hallucinations
 
 
 # --- scenes and rendering -------------------------------------------------------------
@@ -364,6 +368,13 @@ def hallucinate(rng: np.random.Generator, objects: Sequence[dict[str, Any]], sta
     where the caption order puts it (its SHAPES-order place by default). The inserted shape
     is always absent from the image, so CHAIR counts it.
     """
+    changed, info = _hallucinated(rng, objects, stats)
+    return caption(changed, order), info
+
+
+def _hallucinated(rng: np.random.Generator, objects: Sequence[dict[str, Any]],
+                  stats: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """The objects of :func:`hallucinate`'s caption (one injected hallucination) and its record."""
     objects = [dict(o) for o in objects]
     present = [o["shape"] for o in objects]
     absent = [s for s in SHAPES if s not in present]
@@ -371,10 +382,10 @@ def hallucinate(rng: np.random.Generator, objects: Sequence[dict[str, Any]], sta
     weights = np.array([HALLUCINATION_WEIGHTS[k] for k in names], dtype=float)
     edges = np.cumsum(weights / weights.sum())
     family = names[min(int(np.searchsorted(edges, rng.random(), side="right")), len(names) - 1)]
-    if family == "colour":
+    if family == "colour" or not absent:  # every shape already named: only a colour can go wrong
         target = objects[int(rng.integers(len(objects)))]
         target["colour"] = _pick(rng, [c for c in COLOURS if c != target["colour"]])
-        return caption(objects, order), {"kind": "colour", "shape": target["shape"], "detail": _sentence(target)}
+        return objects, {"kind": "colour", "shape": target["shape"], "detail": _sentence(target)}
     if family == "count":
         kind, shape = "count", _pick(rng, absent)
     elif lonely := trigger_absent(objects):
@@ -385,7 +396,33 @@ def hallucinate(rng: np.random.Generator, objects: Sequence[dict[str, Any]], sta
         shape = min(absent, key=lambda s: (-sum(cooc[p][s] for p in present), SHAPES.index(s)))
     extra = _inserted_object(rng, shape, objects)
     with_extra = sorted(objects + [extra], key=lambda o: SHAPES.index(o["shape"]))
-    return caption(with_extra, order), {"kind": kind, "shape": shape, "detail": _sentence(extra)}
+    return with_extra, {"kind": kind, "shape": shape, "detail": _sentence(extra)}
+
+
+def _ranked_rows(rng: np.random.Generator, image_id: str, objects: list[dict], config: ShapesConfig,
+                 stats: dict) -> list[dict[str, Any]]:
+    """One ranked row: the true caption and captions with 1, 2, … injected hallucinations (each adds one to
+    the previous), scored by minus the number of false sentences (so the truth scores 0, best)."""
+    truth = {(o["shape"], o["colour"], o["position"]) for o in objects}
+    current, responses, scores, kinds = objects, [], [], []
+    for k in range(config.ranked_responses):
+        if k:
+            current, info = _hallucinated(rng, current, stats)
+            kinds.append(info["kind"])
+        responses.append([{"role": "assistant", "content": [{"type": "text", "text": caption(current, config.caption_order)}]}])
+        scores.append(-sum((o["shape"], o["colour"], o["position"]) not in truth for o in current))
+    return [{
+        "id": f"{image_id}-ranked",
+        "image_id": image_id,
+        "split": RANKED_SPLIT,
+        "task": "caption_ranked",
+        "prompt": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": _DESCRIBE}]}],
+        "responses": responses,
+        "scores": scores,
+        "images": [f"images/{RANKED_SPLIT}/{image_id.rsplit('-', 1)[1]}.png"],
+        "objects": objects,
+        "hallucinations": kinds,
+    }]
 
 
 def _pair_rows(rng: np.random.Generator, image_id: str, objects: list[dict], config: ShapesConfig,
@@ -448,6 +485,8 @@ def generate_world(out_dir: str | Path, config: ShapesConfig | None = None, prog
         raise ValueError(f"questions_per_image must be in 0..{len(_TRAIN_QUESTIONS)}")
     if config.n_pairs < 0 or config.pairs_per_image < 1:
         raise ValueError("n_pairs must be >= 0 and pairs_per_image >= 1")
+    if config.n_ranked < 0 or config.ranked_responses < 2:
+        raise ValueError("n_ranked must be >= 0 and ranked_responses >= 2")
     out = Path(out_dir).resolve()
     if _existing_config(out) == dataclasses.asdict(config):
         return out
@@ -457,7 +496,9 @@ def generate_world(out_dir: str | Path, config: ShapesConfig | None = None, prog
         stats: dict[str, Any] = {}
         sizes = {"train": config.n_train, "test": config.n_test, "trigger": config.n_trigger}
         if config.n_pairs:
-            sizes[PAIRS_SPLIT] = config.n_pairs  # last: it needs the train stats
+            sizes[PAIRS_SPLIT] = config.n_pairs  # after train: it needs the train stats
+        if config.n_ranked:
+            sizes[RANKED_SPLIT] = config.n_ranked
         with Progress(disable=not progress) as bar:
             for split, size in sizes.items():
                 task = bar.add_task(f"shapes world: {split}", total=size)
@@ -469,6 +510,8 @@ def generate_world(out_dir: str | Path, config: ShapesConfig | None = None, prog
                     render(objects, config.image_size, rng).save(tmp / "images" / split / f"{i:05d}.png")
                     if split == PAIRS_SPLIT:
                         rows += _pair_rows(rng, f"{split}-{i:05d}", objects, config, stats)
+                    elif split == RANKED_SPLIT:
+                        rows += _ranked_rows(rng, f"{split}-{i:05d}", objects, config, stats)
                     else:
                         rows += _image_rows(rng, f"{split}-{i:05d}", split, objects, config, stats)
                     scenes.append(objects)

@@ -1,9 +1,11 @@
-"""Preference alignment: objectives (pure losses over sequence log-probs) and, later, trainers built on them."""
+"""Preference alignment from parts: objectives (pure losses over sequence log-probs), references, and
+pair/group sources (`zoo.align.pairs`). `zoo.train.modules.PreferenceModule` composes one of each."""
 
 from zoo.align.objectives import (
     OBJECTIVES,
     RANKED_OBJECTIVES,
-    combine,
+    GroupLogps,
+    Objective,
     curriculum_pairs,
     preference_metrics,
     ranked_metrics,
@@ -12,7 +14,8 @@ from zoo.align.objectives import (
 __all__ = [
     "OBJECTIVES",
     "RANKED_OBJECTIVES",
-    "combine",
+    "GroupLogps",
+    "Objective",
     "curriculum_pairs",
     "preference_metrics",
     "ranked_metrics",

