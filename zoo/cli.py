@@ -41,15 +41,16 @@ def cmd_bdhs(args: argparse.Namespace) -> int:
     from zoo.train.run import compose_config
 
     cfg = compose_config(["recipe=bdhs", *args.overrides])
-    generate = instantiate(cfg.prepare.bdhs_pairs, _partial_=True)
+    source = instantiate(cfg.module.pairs)  # the offline BDHS pair source of the recipe
     policy = instantiate(cfg.model)
     try:
-        summary = generate(policy=policy)
+        source.prepare(policy)
     except ValueError as e:
         print(f"zoo bdhs: {e}", file=sys.stderr)
         return 2
+    summary = source.summary
     rate = summary["pairs_per_second"]
-    print(f"{summary['pairs']} BDHS pairs in {cfg.prepare.bdhs_pairs.output} · {summary['generated_now']} new in "
+    print(f"{summary['pairs']} BDHS pairs in {cfg.module.pairs.output} · {summary['generated_now']} new in "
           f"{summary['seconds']} s ({rate if rate is not None else '–'} pairs/s) · mean tries {summary['mean_tries']}")
     return 0
 
@@ -214,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("bdhs", help="write an offline BDHS pair dataset: zoo bdhs generate model=… [overrides]")
     p.add_argument("action", choices=["generate"])
     p.add_argument("overrides", nargs="*", help="Hydra overrides of recipe=bdhs, e.g. model=pretrained "
-                   "model.path=runs/demo/model output_dir=runs/bdhs bdhs.mask_threshold=0.9")
+                   "model.path=runs/demo/model output_dir=runs/bdhs module.pairs.config.mask_threshold=0.9")
     p.set_defaults(func=cmd_bdhs)
 
     p = sub.add_parser("list", help="the zoo's models and whether the local hub holds them")

@@ -24,7 +24,7 @@ import torch
 
 
 def run(args) -> dict:
-    from zoo.align.sampling.bdhs import BDHSConfig, BDHSItem, BDHSSampler, split_sentences
+    from zoo.align.pairs.bdhs import BDHSConfig, BDHSItem, BDHSSampler, split_sentences
     from zoo.data.collate import ExampleEncoder
     from zoo.data.formats import read_rows
     from zoo.data.schema import response_text

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from zoo.align.sampling.bdhs import (
+from zoo.align.pairs.bdhs import (
     BDHSConfig,
     BDHSItem,
     BDHSSampler,
@@ -173,7 +173,7 @@ def test_noise_variant(tiny_policy, items):
 
 
 def test_default_similarity_is_the_offline_minilm():
-    from zoo.align.sampling.bdhs import SentenceSimilarity
+    from zoo.align.pairs.bdhs import SentenceSimilarity
 
     sim = SentenceSimilarity()
     same, swapped, other = sim(["The circle is red and at the top left."] * 3,

@@ -20,7 +20,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from zoo.align.objectives import OBJECTIVES, RANKED_OBJECTIVES, combine, curriculum_pairs
+from zoo.align.objectives import (
+    OBJECTIVES,
+    RANKED_OBJECTIVES,
+    GroupLogps,
+    Objective,
+    curriculum_pairs,
+    preference_metrics,
+    ranked_metrics,
+)
 
 TRL_VERSION = "1.16.0"
 
@@ -45,6 +53,15 @@ def _batch(b=6, seed=0, dtype=torch.float64, requires_grad=False):
     return pc, pr, rc, rr, lc, lr
 
 
+def call(name, pc, pr, rc=None, rr=None, *, chosen_lengths=None, rejected_lengths=None, **hparams):
+    """A pairwise objective on ``[B]`` tensors, through the struct every objective receives."""
+    return OBJECTIVES.get(name)(GroupLogps.pair(pc, pr, rc, rr, chosen_lengths, rejected_lengths), **hparams)
+
+
+def ranked(name, policy, ref, scores, lengths=None, **hparams):
+    return RANKED_OBJECTIVES.get(name)(GroupLogps(policy, ref, lengths, scores), **hparams)
+
+
 # ---------------------------------------------------------------------------------------------- registry
 
 
@@ -58,15 +75,14 @@ def test_objective_shape_finite_grad_metrics(name):
     fn = OBJECTIVES.get(name)
     assert fn.__doc__ and "arXiv" in fn.__doc__ or name == "cdpo", f"{name}: docstring must name its paper"
     pc, pr, rc, rr, lc, lr = _batch(requires_grad=True, dtype=torch.float32)
-    loss, metrics = fn(pc, pr, rc, rr, beta=0.1, chosen_lengths=lc, rejected_lengths=lr)
+    loss, metrics = Objective(name, {"beta": 0.1})(GroupLogps.pair(pc, pr, rc, rr, lc, lr))
     assert loss.shape == (6,) and loss.dtype == torch.float32
     assert torch.isfinite(loss).all()
     loss.mean().backward()
     assert torch.isfinite(pc.grad).all()
     assert pc.grad.abs().sum() > 0  # every objective moves the chosen log-prob
-    assert (pr.grad is None) == (name == "sft")  # sft is the only one that ignores the rejected response
-    if pr.grad is not None:
-        assert torch.isfinite(pr.grad).all()
+    assert torch.isfinite(pr.grad).all()
+    assert bool(pr.grad.abs().sum() == 0) == (name == "sft")  # sft is the only one that ignores the rejected response
     assert set(metrics) == METRIC_KEYS
     for value in metrics.values():
         assert value.shape == () and not value.requires_grad and torch.isfinite(value)
@@ -74,7 +90,7 @@ def test_objective_shape_finite_grad_metrics(name):
 
 def test_metrics_values():
     pc, pr, rc, rr = (torch.tensor(v) for v in ([-1.0, -2.0], [-3.0, -1.0], [-2.0, -2.0], [-2.0, -2.0]))
-    _, m = OBJECTIVES.get("sigmoid")(pc, pr, rc, rr, beta=0.5)
+    m = preference_metrics(GroupLogps.pair(pc, pr, rc, rr), beta=0.5)
     assert m["rewards/chosen"].item() == pytest.approx(0.5 * (1 + 0) / 2)
     assert m["rewards/rejected"].item() == pytest.approx(0.5 * (-1 + 1) / 2)
     assert m["rewards/margin"].item() == pytest.approx(0.25)
@@ -84,17 +100,20 @@ def test_metrics_values():
     assert m["kl"].item() == pytest.approx((1 + 0 - 1 + 1) / 4)
 
 
-def test_length_requirements():
+def test_length_and_reference_requirements():
     pc, pr, rc, rr, lc, lr = _batch()
-    with pytest.raises(ValueError, match="chosen_lengths"):
-        OBJECTIVES.get("simpo")(pc, pr, rc, rr)
-    with pytest.raises(ValueError, match="chosen_lengths"):
-        OBJECTIVES.get("sft")(pc, pr, rc, rr)
+    with pytest.raises(ValueError, match="lengths"):
+        call("simpo", pc, pr, rc, rr)
+    with pytest.raises(ValueError, match="lengths"):
+        call("sft", pc, pr, rc, rr)
     with pytest.raises(ValueError, match="label_smoothing"):
-        OBJECTIVES.get("robust")(pc, pr, rc, rr, label_smoothing=0.5)
+        call("robust", pc, pr, rc, rr, label_smoothing=0.5)
+    with pytest.raises(ValueError, match="reference"):
+        call("sigmoid", pc, pr, chosen_lengths=lc, rejected_lengths=lr)
     # reference-free objectives run without a reference
-    OBJECTIVES.get("simpo")(pc, pr, None, None, chosen_lengths=lc, rejected_lengths=lr)
-    OBJECTIVES.get("sft")(pc, pr, None, None, chosen_lengths=lc)
+    call("simpo", pc, pr, chosen_lengths=lc, rejected_lengths=lr)
+    call("sft", pc, pr, chosen_lengths=lc, rejected_lengths=lr)
+    assert not Objective({"simpo": 1.0, "sft": 1.0}).needs_reference and Objective("sigmoid").needs_reference
 
 
 # ------------------------------------------------------------------------------------------- hand checks
@@ -103,7 +122,7 @@ def test_length_requirements():
 def test_sigmoid_closed_form():
     # h = (pc - rc) - (pr - rr); loss = -log sigmoid(beta h) = log(1 + exp(-beta h))
     pc, pr, rc, rr = (torch.tensor(v) for v in ([-1.0, -5.0, -2.0], [-3.0, -1.0, -2.0], [-2.0] * 3, [-2.0] * 3))
-    loss, _ = OBJECTIVES.get("sigmoid")(pc, pr, rc, rr, beta=0.5)
+    loss = call("sigmoid", pc, pr, rc, rr, beta=0.5)
     # h = 2, -4, 0
     expected = [math.log1p(math.exp(-1.0)), math.log1p(math.exp(2.0)), math.log(2.0)]
     assert loss.tolist() == pytest.approx(expected, abs=1e-6)
@@ -112,33 +131,33 @@ def test_sigmoid_closed_form():
 
 def test_hinge_values():
     pc, pr, rc, rr = (torch.tensor(v) for v in ([0.0, 0.0, 0.0], [-2.0, -0.5, 1.0], [0.0] * 3, [0.0] * 3))
-    loss, _ = OBJECTIVES.get("hinge")(pc, pr, rc, rr, beta=0.5)  # h = 2, 0.5, -1 -> relu(1 - h/2)
+    loss = call("hinge", pc, pr, rc, rr, beta=0.5)  # h = 2, 0.5, -1 -> relu(1 - h/2)
     assert loss.tolist() == pytest.approx([0.0, 0.75, 1.5])
 
 
 def test_ipo_values():
     pc, pr, rc, rr = (torch.tensor([v]) for v in (-1.0, -3.0, -2.0, -2.0))  # chosen ratio 1, rejected ratio -1
-    loss, _ = OBJECTIVES.get("ipo")(pc, pr, rc, rr, beta=0.5)  # (2 - 1)^2
+    loss = call("ipo", pc, pr, rc, rr, beta=0.5)  # (2 - 1)^2
     assert loss.item() == pytest.approx(1.0)
-    loss, _ = OBJECTIVES.get("ipo")(pc, pr, rc, rr, beta=0.5, chosen_lengths=[2], rejected_lengths=[4])
+    loss = call("ipo", pc, pr, rc, rr, beta=0.5, chosen_lengths=[2], rejected_lengths=[4])
     assert loss.item() == pytest.approx((1 / 2 + 1 / 4 - 1) ** 2)  # 0.0625
 
 
 def test_simpo_values():
     pc, pr = torch.tensor([-4.0]), torch.tensor([-9.0])  # per token -2 and -3
-    loss, _ = OBJECTIVES.get("simpo")(pc, pr, None, None, beta=2.0, gamma=0.5, chosen_lengths=[2], rejected_lengths=[3])
+    loss = call("simpo", pc, pr, None, None, beta=2.0, gamma=0.5, chosen_lengths=[2], rejected_lengths=[3])
     assert loss.item() == pytest.approx(math.log1p(math.exp(-(2.0 * 1.0 - 0.5))))  # 0.20141328
     assert loss.item() == pytest.approx(0.20141328, abs=1e-7)
 
 
 def test_cdpo_reduces_to_dpo_and_bco_delta_shift():
     pc, pr, rc, rr, _, _ = _batch()
-    dpo, _ = OBJECTIVES.get("sigmoid")(pc, pr, rc, rr, beta=0.1)
-    c0, _ = OBJECTIVES.get("cdpo")(pc, pr, rc, rr, beta=0.1, label_smoothing=0.0)
-    r0, _ = OBJECTIVES.get("robust")(pc, pr, rc, rr, beta=0.1, label_smoothing=0.0)
+    dpo = call("sigmoid", pc, pr, rc, rr, beta=0.1)
+    c0 = call("cdpo", pc, pr, rc, rr, beta=0.1, label_smoothing=0.0)
+    r0 = call("robust", pc, pr, rc, rr, beta=0.1, label_smoothing=0.0)
     torch.testing.assert_close(c0, dpo)
     torch.testing.assert_close(r0, dpo)
-    b, _ = OBJECTIVES.get("bco_pair")(pc, pr, rc, rr, beta=0.1, delta=0.3)
+    b = call("bco_pair", pc, pr, rc, rr, beta=0.1, delta=0.3)
     rw_c, rw_r = 0.1 * (pc - rc), 0.1 * (pr - rr)
     torch.testing.assert_close(b, -F.logsigmoid(rw_c - 0.3) - F.logsigmoid(0.3 - rw_r))
 
@@ -146,25 +165,53 @@ def test_cdpo_reduces_to_dpo_and_bco_delta_shift():
 # ------------------------------------------------------------------------------------------- combination
 
 
-def test_combine_weighted_sum_and_metrics():
+def test_objective_weighted_sum_and_metrics():
     pc, pr, rc, rr, lc, lr = _batch()
-    fn = combine({"sigmoid": 1.0, "sft": 0.2, "simpo": 0.5}, beta=0.2, gamma=0.3)
-    loss, metrics = fn(pc, pr, rc, rr, chosen_lengths=lc, rejected_lengths=lr)
-    s, _ = OBJECTIVES.get("sigmoid")(pc, pr, rc, rr, beta=0.2)
-    t, _ = OBJECTIVES.get("sft")(pc, pr, rc, rr, beta=0.2, chosen_lengths=lc)
-    p, _ = OBJECTIVES.get("simpo")(pc, pr, rc, rr, beta=0.2, gamma=0.3, chosen_lengths=lc, rejected_lengths=lr)
+    lp = GroupLogps.pair(pc, pr, rc, rr, lc, lr)
+    fn = Objective({"sigmoid": 1.0, "sft": 0.2, "simpo": 0.5, "ipo": 0.0}, {"beta": 0.2, "gamma": 0.3})
+    assert set(fn.weights) == {"sigmoid", "sft", "simpo"}  # a zero weight drops the term
+    loss, metrics = fn(lp)
+    s = call("sigmoid", pc, pr, rc, rr, beta=0.2)
+    t = call("sft", pc, pr, rc, rr, chosen_lengths=lc, rejected_lengths=lr, beta=0.2)
+    p = call("simpo", pc, pr, rc, rr, beta=0.2, gamma=0.3, chosen_lengths=lc, rejected_lengths=lr)
     torch.testing.assert_close(loss, s + 0.2 * t + 0.5 * p)
-    assert METRIC_KEYS <= set(metrics)
-    assert {"sigmoid/loss", "sft/loss", "simpo/loss", "sigmoid/rewards/margin", "sft/kl"} <= set(metrics)
+    assert set(metrics) == METRIC_KEYS | {"sigmoid/loss", "sft/loss", "simpo/loss"}
     torch.testing.assert_close(metrics["sft/loss"], t.mean())
-    # call-time overrides, and unknown hparams are errors
-    loss2, _ = fn(pc, pr, rc, rr, chosen_lengths=lc, rejected_lengths=lr, gamma=0.0)
-    p0, _ = OBJECTIVES.get("simpo")(pc, pr, rc, rr, beta=0.2, gamma=0.0, chosen_lengths=lc, rejected_lengths=lr)
-    torch.testing.assert_close(loss2, s + 0.2 * t + 0.5 * p0)
+    for key, value in preference_metrics(lp, 0.2).items():  # the metrics are computed once, by the caller
+        torch.testing.assert_close(metrics[key], value)
     with pytest.raises(TypeError):
-        combine({"sigmoid": 1.0}, gamma=0.5)
-    with pytest.raises(KeyError):
-        combine({"nope": 1.0})
+        Objective("sigmoid", {"gamma": 0.5})
+    with pytest.raises(KeyError, match="known"):
+        Objective("nope")
+
+
+def test_objective_weighted_pairs_of_a_group():
+    # K = 3 (chosen, rejected a, rejected b) with two weighted pairs: the online-BDHS gamma mix
+    g = torch.Generator().manual_seed(4)
+    pol, ref = -torch.rand(5, 3, generator=g) * 10, -torch.rand(5, 3, generator=g) * 10
+    lp = GroupLogps(pol, ref, torch.full((5, 3), 4))
+    loss, metrics = Objective("sigmoid", {"beta": 0.3})(lp, pairs=((0, 1, 0.25), (0, 2, 0.75)), pair_names=("b",))
+    want = 0.25 * call("sigmoid", pol[:, 0], pol[:, 1], ref[:, 0], ref[:, 1], beta=0.3) + 0.75 * call(
+        "sigmoid", pol[:, 0], pol[:, 2], ref[:, 0], ref[:, 2], beta=0.3)
+    torch.testing.assert_close(loss, want)
+    assert "rewards/margin" in metrics and "b/rewards/margin" in metrics
+    with pytest.raises(ValueError, match="pairs"):
+        Objective("sigmoid")(lp, pairs=())
+
+
+def test_objective_ranked_terms_need_scores_and_mix_with_pairwise():
+    g = torch.Generator().manual_seed(5)
+    pol, ref = -torch.rand(3, 4, generator=g) * 10, -torch.rand(3, 4, generator=g) * 10
+    scores = torch.tensor([[3.0, 2.0, 1.0, 0.0]] * 3)
+    lengths = torch.full((3, 4), 5)
+    fn = Objective({"lipo_lambda": 1.0, "sft": 0.5}, {"beta": 0.5})
+    with pytest.raises(ValueError, match="scored"):
+        fn(GroupLogps(pol, ref, lengths))
+    loss, metrics = fn(GroupLogps(pol, ref, lengths, scores), pairs=((0, 3, 1.0),))
+    want = ranked("lipo_lambda", pol, ref, scores, beta=0.5) + 0.5 * call(
+        "sft", pol[:, 0], pol[:, 3], chosen_lengths=lengths[:, 0], rejected_lengths=lengths[:, 3])
+    torch.testing.assert_close(loss, want)
+    assert {"ranked/accuracy", "ranked/margin", "lipo_lambda/loss", "sft/loss"} <= set(metrics)
 
 
 # ------------------------------------------------------------------------------------------------ ranked
@@ -174,16 +221,16 @@ def test_lipo_lambda_two_responses_by_hand():
     # psi = [1, 0]; s = beta*(pi - ref) = [0, 1] -> tau = [2, 1]; G = [1, 0]
     # Delta_01 = |1 - 0| * |1/log2(3) - 1/log2(2)|; loss = Delta_01 * -log sigmoid(0 - 1)
     policy, ref, scores = torch.tensor([[0.0, 1.0]]), torch.zeros(1, 2), torch.tensor([[1.0, 0.0]])
-    loss, m = RANKED_OBJECTIVES.get("lipo_lambda")(policy, ref, scores, beta=1.0)
+    loss = ranked("lipo_lambda", policy, ref, scores, beta=1.0)
     delta = 1.0 - 1.0 / math.log2(3.0)
     assert loss.item() == pytest.approx(delta * math.log1p(math.e), abs=1e-6)  # 0.4846...
-    assert m["rewards/accuracy"].item() == 0.0
+    assert ranked_metrics(policy - ref, scores)["rewards/accuracy"].item() == 0.0
 
 
 def test_lipo_lambda_three_responses_by_hand():
     # s = [2, 0, 1] -> tau = [1, 3, 2]; psi = [2, 1, 0] -> G = [3, 1, 0]
     policy, scores = torch.tensor([[2.0, 0.0, 1.0]]), torch.tensor([[2.0, 1.0, 0.0]])
-    loss, _ = RANKED_OBJECTIVES.get("lipo_lambda")(policy, None, scores, beta=1.0)
+    loss = ranked("lipo_lambda", policy, None, scores, beta=1.0)
     inv_d = {1: 1.0, 2: 1 / math.log2(3), 3: 1 / math.log2(4)}
     nll = lambda x: math.log1p(math.exp(-x))  # noqa: E731  -log sigmoid(x)
     expected = (
@@ -197,16 +244,16 @@ def test_lipo_lambda_three_responses_by_hand():
 def test_pro_by_hand_and_grad():
     # scores [1, 3, 2] -> ranking (1, 2, 0); r = [0, 1, 2] -> sorted r = [1, 2, 0]
     policy = torch.tensor([[0.0, 1.0, 2.0]], requires_grad=True)
-    loss, m = RANKED_OBJECTIVES.get("pro")(policy, None, torch.tensor([[1.0, 3.0, 2.0]]), beta=1.0)
+    loss = ranked("pro", policy, None, torch.tensor([[1.0, 3.0, 2.0]]), beta=1.0, normalize=False)
     e = math.exp
     expected = -(1 - math.log(e(1) + e(2) + e(0))) - (2 - math.log(e(2) + e(0)))
     assert loss.item() == pytest.approx(expected, abs=1e-6)
     loss.sum().backward()
     assert torch.isfinite(policy.grad).all()
     # with a reference and lengths: r = beta * (pi - ref) / len
-    loss2, _ = RANKED_OBJECTIVES.get("pro")(
-        torch.tensor([[0.0, 2.0, 10.0]]), torch.tensor([[0.0, 0.0, 2.0]]), torch.tensor([[1.0, 3.0, 2.0]]),
-        beta=2.0, lengths=torch.tensor([[1, 4, 8]]),
+    loss2 = ranked(
+        "pro", torch.tensor([[0.0, 2.0, 10.0]]), torch.tensor([[0.0, 0.0, 2.0]]), torch.tensor([[1.0, 3.0, 2.0]]),
+        lengths=torch.tensor([[1, 4, 8]]), beta=2.0,
     )
     assert loss2.item() == pytest.approx(expected, abs=1e-6)
 
@@ -216,11 +263,11 @@ def test_ranked_shapes(name):
     g = torch.Generator().manual_seed(1)
     policy = (-torch.rand(4, 5, generator=g) * 20).requires_grad_(True)
     ref, scores = -torch.rand(4, 5, generator=g) * 20, torch.randint(0, 4, (4, 5), generator=g).float()
-    loss, metrics = RANKED_OBJECTIVES.get(name)(policy, ref, scores, beta=0.1, lengths=torch.full((4, 5), 7))
+    loss, metrics = Objective(name, {"beta": 0.1})(GroupLogps(policy, ref, torch.full((4, 5), 7), scores), pairs=())
     assert loss.shape == (4,) and torch.isfinite(loss).all()
     loss.sum().backward()
     assert torch.isfinite(policy.grad).all() and policy.grad.abs().sum() > 0
-    assert {"rewards/best", "rewards/worst", "rewards/margin", "rewards/accuracy"} == set(metrics)
+    assert {"ranked/best", "ranked/worst", "ranked/margin", "ranked/accuracy"} == set(metrics)
 
 
 def test_curriculum_pairs():
@@ -323,11 +370,10 @@ def _token_batch(b, seed, equal_lengths=False, t=12):
 def test_equal_to_trl_dpo_trainer(trl_dpo, name, beta):
     loss_type, extra = TRL_DPO_LOSSES[name]
     smoothing = extra.get("label_smoothing", 0.0)
-    ours = OBJECTIVES.get(name)
     for seed in range(3):
         pc_tok, pr_tok, lc, lr, rc, rr = _token_batch(8, seed, equal_lengths=name in BATCH_EQUAL_LENGTHS)
         pc, pr = pc_tok.sum(1), pr_tok.sum(1)
-        loss, _ = ours(pc, pr, rc, rr, beta=beta, chosen_lengths=lc, rejected_lengths=lr, **extra)
+        loss = call(name, pc, pr, rc, rr, beta=beta, chosen_lengths=lc, rejected_lengths=lr, **extra)
         # per pair (B = 1): TRL's per-sequence loss equals ours exactly
         for i in range(8):
             sl = slice(i, i + 1)
@@ -348,7 +394,7 @@ def test_simpo_equal_to_trl_cpo_trainer(trl_dpo, beta, gamma):
     trainer.beta, trainer.simpo_gamma = beta, gamma
     trainer.accelerator = SimpleNamespace(device=torch.device("cpu"))
     pc, pr, _, _, lc, lr = _batch(16, seed=3)
-    loss, _ = OBJECTIVES.get("simpo")(pc, pr, None, None, beta=beta, gamma=gamma, chosen_lengths=lc, rejected_lengths=lr)
+    loss = call("simpo", pc, pr, None, None, beta=beta, gamma=gamma, chosen_lengths=lc, rejected_lengths=lr)
     # CPOTrainer feeds simpo with length-averaged log-probs (average_log_prob=True)
     ref, _, _ = trainer.cpo_loss(pc / lc, pr / lr)
     assert (ref - loss).abs().max().item() <= 1e-6

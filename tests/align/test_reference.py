@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import copy
 import shutil
 
@@ -33,7 +35,7 @@ def rows(tiny_rows):
 
 @pytest.fixture(scope="module")
 def encoded(tiny_policy, tiny_world, rows):
-    examples, _ = encode_rows(rows, ExampleEncoder(tiny_policy.processor, media_root=tiny_world))
+    examples, _ = encode_rows(rows, ExampleEncoder(tiny_policy.processor, media_root=tiny_world).encode)
     return examples
 
 
@@ -58,7 +60,7 @@ def sgd_step(policy, batches):
 
 
 def test_registry():
-    assert REFERENCES.names() == ["cached", "frozen", "lora_disabled"]
+    assert REFERENCES.names() == ["cached", "frozen", "lora_disabled", "none"]
     assert REFERENCES.get("frozen") is FrozenReference
 
 
@@ -234,20 +236,20 @@ def test_cached_recomputes_only_on_a_new_key(tiny_policy, tiny_world, rows, enco
 
 @pytest.fixture(scope="module")
 def pair_batches(tiny_policy, tiny_world):
-    from zoo.data.collate import pad_pairs
+    from zoo.data.collate import pad_groups
     from zoo.data.formats import read_rows
 
     rows = [dict(r, example_index=f"pairs[{i}]") for i, r in enumerate(read_rows(tiny_world, "pairs")[:6])]
     encoder = ExampleEncoder(tiny_policy.processor, media_root=tiny_world)
-    pairs, _ = encode_rows(rows, encoder, "pair")
+    pairs, _ = encode_rows(rows, encoder.encode_group)
     pad = tiny_policy.tokenizer.pad_token_id
-    return {mode: [pad_pairs(pairs[i : i + 3], pad, mode) for i in (0, 3)] for mode in ("shared_prefix", "concat")}
+    return {mode: [pad_groups(pairs[i : i + 3], pad, mode) for i in (0, 3)] for mode in ("shared_prefix", "concat")}
 
 
 def test_pair_logps_of_every_strategy_match_the_policy(tiny_policy, pair_batches, tmp_path):
     policy = copy.deepcopy(tiny_policy).eval()
     cached = CachedReference(tmp_path)
-    cached.precompute_pairs(policy, pair_batches["shared_prefix"], key="k", progress=False)
+    cached.precompute_groups(policy, pair_batches["shared_prefix"], key="k", progress=False)
     lora_policy = copy.deepcopy(tiny_policy)
     apply_lora(lora_policy)
     for mode, batches in pair_batches.items():
@@ -255,19 +257,30 @@ def test_pair_logps_of_every_strategy_match_the_policy(tiny_policy, pair_batches
             with torch.no_grad():
                 want = [s.logps for s in policy.pair_logps(batch)]
             for name, ref, pol in (("frozen", FrozenReference(policy), policy), ("cached", cached, policy),
-                                   ("lora_disabled", LoRAReference(), lora_policy)):
+                                   ("lora_disabled", LoRAReference().attach(lora_policy), lora_policy),
+                                   ("frozen, attached", FrozenReference().attach(policy), policy)):
                 got = ref.pair_logps(pol, batch)
                 for side, w, g in zip(("chosen", "rejected"), want, got):
                     torch.testing.assert_close(g, w, atol=1e-4, rtol=0, msg=f"{name} {mode} {side}")
+
+
+def test_no_reference_and_attach_errors(tiny_policy, pair_batches):
+    from zoo.align.reference import NoReference
+
+    assert NoReference().group_logps(tiny_policy, pair_batches["concat"][0]) is None
+    with pytest.raises(ValueError, match="no LoRA adapters"):
+        LoRAReference().attach(tiny_policy)
+    with pytest.raises(RuntimeError, match="attach"):
+        FrozenReference().group_logps(tiny_policy, pair_batches["concat"][0])
 
 
 def test_cached_pairs_survive_training_and_are_keyed(tiny_policy, pair_batches, tmp_path):
     policy = copy.deepcopy(tiny_policy)
     before = [[s.logps for s in policy.eval().pair_logps(b)] for b in pair_batches["concat"]]
     cached = CachedReference(tmp_path)
-    path = cached.precompute_pairs(policy, pair_batches["concat"], key="k1", progress=False)
+    path = cached.precompute_groups(policy, pair_batches["concat"], key="k1", progress=False)
     with safe_open(str(path), framework="pt") as f:
-        assert set(f.keys()) == {"chosen", "rejected"}
+        assert set(f.keys()) == {"responses"}  # [N, K]: every response of every group
     policy.train()
     opt = torch.optim.SGD(policy.parameters(), lr=0.05)
     c, r = policy.pair_logps(pair_batches["concat"][0])
@@ -278,13 +291,13 @@ def test_cached_pairs_survive_training_and_are_keyed(tiny_policy, pair_batches, 
         torch.testing.assert_close(got[0], want[0].detach(), atol=1e-4, rtol=0)
         torch.testing.assert_close(got[1], want[1].detach(), atol=1e-4, rtol=0)
     with pytest.raises(KeyError, match="not in the reference cache"):
-        cached.pair_logps(policy, dict(pair_batches["concat"][0], example_index=["pairs[99]"] * 3))
+        cached.pair_logps(policy, dataclasses.replace(pair_batches["concat"][0], example_index=["pairs[99]"] * 3))
 
 
 @pytest.mark.parametrize("arch", TINY_ARCHS)
 def test_lora_reference_on_native_models_is_the_unadapted_model(arch):
     from tests.models.test_pair_logps import encode_pairs, native_rows
-    from zoo.data.collate import pad_pairs
+    from zoo.data.collate import pad_groups
     from zoo.models.native import NativeBackbone, make_tiny_native
     from zoo.models.policy import Policy
 
@@ -302,7 +315,7 @@ def test_lora_reference_on_native_models_is_the_unadapted_model(arch):
         for n, p in adapted.model.named_parameters():
             if "lora_B" in n:
                 p.normal_(0, 0.5)  # the adapters have moved
-    batch = pad_pairs(encode_pairs(base, native_rows()), processor.tokenizer.pad_token_id)
+    batch = pad_groups(encode_pairs(base, native_rows()), processor.tokenizer.pad_token_id)
     with torch.no_grad():
         want = [s.logps for s in base.pair_logps(batch)]
         moved = [s.logps for s in adapted.pair_logps(batch)]

@@ -123,13 +123,13 @@ def test_skip_bad_skips_and_counts_by_reason(encoder, rows, tiny_rows):
     missing = dict(copy.deepcopy(rows[0]), images=["nope.png"])
     empty = dict(copy.deepcopy(rows[1]), completion="")
     extra = dict(copy.deepcopy(rows[1]), images=rows[1]["images"] * 2)
-    examples, report = encode_rows(good + [missing, empty, extra], encoder, skip_bad=True)
+    examples, report = encode_rows(good + [missing, empty, extra], encoder.encode, skip_bad=True)
     assert len(examples) == 6
     assert report.total == 3
     assert report.skipped == {"images: not found": 1, "completion: empty": 1, "images: placeholder": 1}
     assert "skipped 3 bad example(s)" in report.summary()
     with pytest.raises(DataError, match="example 6, field 'images\\[0\\]'"):
-        encode_rows(good + [missing], encoder, skip_bad=False)
+        encode_rows(good + [missing], encoder.encode, skip_bad=False)
 
 
 def test_rows_of_one_image_share_its_processed_tensor(encoder, tiny_rows):

@@ -10,7 +10,7 @@ from PIL import Image
 
 from modalities.audio import write_wav
 from modalities.video import write_video
-from zoo.data.collate import ExampleEncoder, pad_batch, pad_pairs
+from zoo.data.collate import ExampleEncoder, pad_batch, pad_groups
 from zoo.models.native import NativeBackbone, make_tiny_native
 from zoo.models.policy import Policy
 
@@ -115,13 +115,13 @@ def test_audio_and_video_change_the_answer_and_media_keep_hides_them(omni, media
 def test_shared_prefix_equals_concat_with_audio_and_video(omni, media):
     policy = Policy(NativeBackbone(*make_tiny_native("qwen2_5_omni"))).to(torch.float64).train()
     encoder = ExampleEncoder(policy.processor, media_root=media)
-    pairs = [encoder.encode_pair(r, i) for i, r in enumerate(ROWS)]
+    pairs = [encoder.encode_group(r, i) for i, r in enumerate(ROWS)]
     results, calls = {}, []
     policy.model.model.audio_tower.register_forward_hook(lambda *_: calls.append(1))
     for mode in ("concat", "shared_prefix"):
         policy.zero_grad(set_to_none=True)
         calls.clear()
-        chosen, rejected = policy.pair_logps(pad_pairs(pairs, policy.tokenizer.pad_token_id, mode))
+        chosen, rejected = policy.pair_logps(pad_groups(pairs, policy.tokenizer.pad_token_id, mode))
         assert len(calls) == 1, f"{mode}: the audio tower ran {len(calls)} times for one batch of pairs"
         (chosen.logps.sum() - 0.5 * rejected.logps.sum()).backward()
         grads = {n: p.grad.clone() for n, p in policy.named_parameters() if p.grad is not None}
@@ -144,11 +144,11 @@ def test_a_frozen_reference_reuses_the_policys_audio_features(media):
     reference = FrozenReference(policy)
     assert reference.reuse_media
     encoder = ExampleEncoder(policy.processor, media_root=media)
-    batch = pad_pairs([encoder.encode_pair(r, i) for i, r in enumerate(ROWS)], policy.tokenizer.pad_token_id)
+    batch = pad_groups([encoder.encode_group(r, i) for i, r in enumerate(ROWS)], policy.tokenizer.pad_token_id)
     calls = []
     for model in (policy.model, reference.policy.model):
         model.model.audio_tower.register_forward_hook(lambda *_: calls.append(1))
-    features = policy.encode_media(batch["prompt"])
+    features = policy.encode_media(batch.prompt)
     with torch.no_grad():
         expected = reference.pair_logps(policy, batch)  # no features given: the reference encodes its own
         calls.clear()

@@ -10,14 +10,19 @@ import torch
 
 from tests.conftest import build_tiny_policy
 from tests.train.test_sft import tiny_overrides
+from zoo.align.objectives import Objective
+from zoo.align.pairs.bdhs import OnlineBDHSPairs
+from zoo.align.pairs.offline import OfflinePairs
+from zoo.align.reference import REFERENCES, CachedReference, FrozenReference, NoReference
 from zoo.train.data import PairDataModule
 from zoo.train.modules import PreferenceModule
 from zoo.train.run import compose_config, train
 
 
-def module_for(policy, **kwargs):
-    return PreferenceModule(policy, optimizer=partial(torch.optim.AdamW, lr=1e-3), objective={"sigmoid": 1.0, "sft": 0.5},
-                            hparams={"beta": 0.1}, **kwargs)
+def module_for(policy, reference=None, **kwargs):
+    return PreferenceModule(policy, optimizer=partial(torch.optim.AdamW, lr=1e-3),
+                            objective=Objective({"sigmoid": 1.0, "sft": 0.5}, {"beta": 0.1}),
+                            reference=reference if reference is not None else FrozenReference(), **kwargs)
 
 
 def moved(policy):
@@ -31,13 +36,13 @@ def moved(policy):
 
 def test_layouts_and_references_agree(tiny_world, tmp_path):
     base = build_tiny_policy().train()
-    data = {mode: PairDataModule(str(tiny_world), batch_size=4, pair_mode=mode).attach(base.processor)
+    data = {mode: PairDataModule(str(tiny_world), batch_size=4).attach(base.processor, OfflinePairs(mode).collate)
             for mode in ("shared_prefix", "concat")}
     for dm in data.values():
         dm.setup()
     frozen = module_for(base)
-    cached = module_for(base, reference="cached", reference_cache_dir=str(tmp_path / "cache"))
-    cached.prepare_cached_reference(data["shared_prefix"])
+    cached = module_for(base, reference=CachedReference(tmp_path / "cache"))
+    cached.reference.prepare(cached.policy, data["shared_prefix"])
     assert len(list((tmp_path / "cache").glob("ref_logps-*.safetensors"))) == 1
     frozen.policy = cached.policy = moved(base).train()  # train the same moved policy against both references
     losses = {}
@@ -53,13 +58,17 @@ def test_layouts_and_references_agree(tiny_world, tmp_path):
         torch.testing.assert_close(value, first, atol=1e-4, rtol=0, msg=str(key))
 
 
-def test_unknown_reference_is_refused():
-    with pytest.raises(ValueError, match="unknown reference 'ema'"):
-        module_for(build_tiny_policy(), reference="ema")
+def test_parts_that_do_not_fit_are_refused():
+    with pytest.raises(ValueError, match="needs a reference model"):
+        module_for(build_tiny_policy(), reference=NoReference())
+    with pytest.raises(ValueError, match="cannot be cached"):
+        module_for(build_tiny_policy(), reference=CachedReference("x"), pairs=OnlineBDHSPairs())
+    with pytest.raises(KeyError, match="unknown reference 'ema'"):
+        REFERENCES.get("ema")
 
 
 def test_dpo_recipe_with_cached_reference_and_resume(tmp_path):
-    overrides = ["recipe=dpo", "module.reference=cached", *tiny_overrides(tmp_path, steps=2)]
+    overrides = ["recipe=dpo", "reference=cached", *tiny_overrides(tmp_path, steps=2)]
     metrics = train(compose_config(overrides))
     assert metrics["global_step"] == 2 and torch.isfinite(torch.tensor(metrics["train/loss"]))
     caches = list((tmp_path / "data").rglob(".zoo_cache/ref_logps-*.safetensors"))
@@ -81,7 +90,7 @@ def test_bdhs_recipes_run_end_to_end(tmp_path, capsys):
 
     from zoo.cli import main
 
-    small = ["bdhs.max_tries=2", "data.world_config.n_pairs=12"]
+    small = ["module.pairs.config.max_tries=2", "data.world_config.n_pairs=12"]
     assert main(["bdhs", "generate", *tiny_overrides(tmp_path, steps=2), *small]) == 0
     out = tmp_path / "run" / "bdhs_pairs"
     rows = [json.loads(line) for line in (out / "bdhs.jsonl").read_text().splitlines()]
@@ -98,15 +107,35 @@ def test_bdhs_recipes_run_end_to_end(tmp_path, capsys):
     again = [json.loads(line) for line in (out / "bdhs.jsonl").read_text().splitlines()]
     assert again == rows
     assert json.loads((out / "bdhs.json").read_text())["generated_now"] == 7
-    assert main(["bdhs", "generate", *tiny_overrides(tmp_path, steps=2), *small, "bdhs.mask_threshold=0.5"]) == 2
+    assert main(["bdhs", "generate", *tiny_overrides(tmp_path, steps=2), *small,
+                 "module.pairs.config.mask_threshold=0.5"]) == 2
     assert "made with other settings" in capsys.readouterr().err
 
     metrics = train(compose_config(["recipe=bdhs", *tiny_overrides(tmp_path, steps=2), *small]))
     assert metrics["global_step"] == 2 and torch.isfinite(torch.tensor(metrics["train/loss"]))
 
-    online = ["recipe=online_bdhs", *tiny_overrides(tmp_path / "online", steps=2), "module.bdhs.max_tries=2",
-              "data.world_config.n_pairs=12", "module.gamma=0.5"]
+    online = ["recipe=online_bdhs", *tiny_overrides(tmp_path / "online", steps=2), "module.pairs.config.max_tries=2",
+              "data.world_config.n_pairs=12", "module.pairs.gamma=0.5"]
     metrics = train(compose_config(online))
     assert metrics["global_step"] == 2
     for key in ("train/loss", "train/bdhs/tries", "train/bdhs/similarity", "train/external/rewards/margin"):
         assert key in metrics and torch.isfinite(torch.tensor(metrics[key])), key
+
+
+@pytest.mark.parametrize("recipe", ["lipo", "pro"])
+def test_ranked_recipes_train_from_the_cli(recipe, tmp_path, capsys):
+    """LiPO-λ and PRO on the world's ranked split (K = 4 captions per image) through `zoo train`."""
+    import json
+
+    from zoo.cli import main
+
+    overrides = [f"recipe={recipe}", *tiny_overrides(tmp_path, steps=2), "data.batch_size=4"]
+    assert main(["train", *overrides]) == 0
+    assert "model written to" in capsys.readouterr().out
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["global_step"] == 2
+    for key in ("train/loss", f"train/{'lipo_lambda' if recipe == 'lipo' else 'pro'}/loss", "train/sft/loss",
+                "train/ranked/accuracy", "train/rewards/margin"):  # rewards/*: best vs worst of each group
+        assert key in metrics and torch.isfinite(torch.tensor(metrics[key])), key
+    recipe_cfg = (tmp_path / "run" / "recipe.yaml").read_text()
+    assert "train_split: ranked" in recipe_cfg

@@ -17,7 +17,7 @@ def tiny_overrides(tmp_path, steps=4, **extra):
     enc = TINY_IMAGE["encoder"]["timm_kwargs"]
     image = [f"model.modalities.image.encoder.timm_kwargs.{k}={v}" for k, v in enc.items()]
     world = ["data.world_config.n_train=30", "data.world_config.n_test=8", "data.world_config.n_trigger=4",
-             "data.world_config.n_pairs=16"]
+             "data.world_config.n_pairs=16", "data.world_config.n_ranked=8"]
     over = {
         "output_dir": tmp_path / "run",
         "data_root": tmp_path / "data",

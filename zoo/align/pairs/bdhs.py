@@ -459,10 +459,10 @@ class OfflineBDHSPairs(PairSource):
         super().__init__(layout)
         self.settings = dict(source=source, output=output, split=split, config=config, similarity=similarity,
                              world=world, world_config=world_config)
+        self.summary: dict[str, Any] = {}
 
     def prepare(self, policy: Policy) -> None:
-        self.metrics = {"bdhs/" + k: v for k, v in generate_dataset(policy, **self.settings).items()
-                        if k in ("pairs_per_second", "mean_tries")}
+        self.summary = generate_dataset(policy, **self.settings)
 
 
 @PAIR_SOURCES.register("bdhs_online")
