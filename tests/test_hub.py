@@ -245,9 +245,9 @@ def test_real_backbone_entries_on_tiny_stand_ins(name, arch, hub, tmp_path):
     data = [o for o in tiny_overrides(tmp_path, steps=2) if o.startswith(("data", "trainer", "output_dir", "module.warmup"))]
     overrides += [*data, "model.dtype=float32", "model.lora.r=4", "model.lora.alpha=8", "recipe_name=x"]
     if entry.recipe[0] == "recipe=bdhs":
-        overrides += ["bdhs.max_tries=1", "bdhs.max_sentence_tokens=4"]
+        overrides += ["module.pairs.config.max_tries=1", "module.pairs.config.max_sentence_tokens=4"]
     cfg = compose_config(overrides)
-    assert cfg.module.reference == "lora_disabled" and list(cfg.model.freeze)
+    assert cfg.module.reference._target_ == "zoo.align.reference.LoRAReference" and list(cfg.model.freeze)
     metrics = train(cfg)
     assert metrics["global_step"] == 2 and torch.isfinite(torch.tensor(metrics["train/loss"]))
     from hydra.utils import instantiate

@@ -87,7 +87,7 @@ register(ZooEntry(
 def _gpu_entry(name: str, hf_id: str, recipe: str, freeze: str, lr: float, description: str,
                modalities: tuple[str, ...] = ("image",), beta: float = 0.1, tags: tuple[str, ...] = ()) -> ZooEntry:
     overrides = (f"recipe={recipe}", "model=hf", f"model.path={hf_id}", f"model.freeze={freeze}",
-                 "module.reference=lora_disabled", f"module.hparams.beta={beta}", f"module.optimizer.lr={lr}",
+                 "reference=lora_disabled", f"module.objective.hparams.beta={beta}", f"module.optimizer.lr={lr}",
                  "trainer.precision=bf16-mixed", "trainer.accelerator=gpu")
     return register(ZooEntry(name, hf_id, modalities, overrides, f"zoo/{name}", description=description,
                              embedded=False, tags=(recipe, "lora", *tags)))

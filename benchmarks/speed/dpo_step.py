@@ -366,42 +366,34 @@ def measure(step, batches: list, warmup: int, steps: int, device: str) -> dict[s
 
 
 def worker_zoo(args, model_dir: Path, data_dir: Path, cached: bool = False) -> dict[str, Any]:
-    import inspect
     from functools import partial
 
     import torch
 
+    from zoo.align.objectives import Objective
+    from zoo.align.pairs.offline import OfflinePairs
+    from zoo.align.reference import CachedReference, FrozenReference
     from zoo.models.native import load_native_policy
     from zoo.train.data import PairDataModule
     from zoo.train.modules import PreferenceModule
 
     policy = load_native_policy(model_dir, device=args.device)
-    # --zoo-pair-mode goes to whichever of the data module / the training module has a pair_mode.
-    takes_mode = {cls: "pair_mode" in inspect.signature(cls.__init__).parameters
-                  for cls in (PairDataModule, PreferenceModule)}  # fmt: skip
-    if args.zoo_pair_mode is not None and not any(takes_mode.values()):
-        raise SystemExit(f"--zoo-pair-mode {args.zoo_pair_mode}: neither PairDataModule nor PreferenceModule has one")
-    mode = lambda cls: {"pair_mode": args.zoo_pair_mode} if args.zoo_pair_mode and takes_mode[cls] else {}  # noqa: E731
     adamw = partial(torch.optim.AdamW, lr=args.lr, weight_decay=0.0, fused=args.fused_adamw)
-    reference = {"reference": "cached", "reference_cache_dir": str(Path(args.result).with_suffix(".cache"))} \
-        if cached else {"reference": "frozen"}
-    module = PreferenceModule(policy, optimizer=adamw, objective="sigmoid", hparams={"beta": args.beta},
-                              **reference, **mode(PreferenceModule))  # fmt: skip
+    reference = CachedReference(Path(args.result).with_suffix(".cache")) if cached else FrozenReference()
+    pairs = OfflinePairs(args.zoo_layout)
+    module = PreferenceModule(policy, optimizer=adamw, objective=Objective("sigmoid", {"beta": args.beta}),
+                              reference=reference, pairs=pairs)
     module.to(args.device)
-    # Pairs in file order on both sides, so their step-0 batches are the same pairs: the module's
-    # ordered loader, or else the unshuffled validation loader over the same split.
-    ordered = hasattr(PairDataModule, "ordered_loader")
-    dm = PairDataModule(path=str(data_dir), train_split="pairs", val_split=None if ordered else "pairs",
-                        val_limit=None, batch_size=args.batch_size, max_length=None,
-                        **mode(PairDataModule)).attach(policy.processor)  # fmt: skip
+    # Pairs in file order on both sides, so their step-0 batches are the same pairs.
+    dm = PairDataModule(path=str(data_dir), train_split="pairs", val_split=None, val_limit=None,
+                        batch_size=args.batch_size, max_length=None).attach(policy.processor, pairs.collate)
     dm.setup()
     precompute_s = None
     if cached:  # the one-off reference pass over the whole dataset, before training (timed, not in the steps)
         t0 = time.perf_counter()
-        module.prepare_cached_reference(dm)
+        module.reference.prepare(module.policy, dm)
         precompute_s = time.perf_counter() - t0
-    loader = dm.ordered_loader() if ordered else dm.val_dataloader()
-    batches = [to_device(b, args.device) for b in loader]
+    batches = [b.to(args.device) for b in dm.ordered_loader()]
     params = [p for p in module.parameters() if p.requires_grad]
     optimizer = adamw(params)
     module.train()  # the policy trains; the reference evaluates in eval mode inside
@@ -417,8 +409,8 @@ def worker_zoo(args, model_dir: Path, data_dir: Path, cached: bool = False) -> d
     result = measure(step, batches, args.warmup, args.steps, args.device)
     result["info"] = {
         "trainable_params": sum(p.numel() for p in params),
-        "pair_mode": getattr(dm, "pair_mode", None) or getattr(module, "pair_mode", None),
-        "reference": reference["reference"],
+        "layout": pairs.layout,
+        "reference": "cached" if cached else "frozen",
         "reference_precompute_s": precompute_s,
         "reference_precompute_pairs": len(dm.encoded[dm.train_split]) if cached else None,
     }
@@ -546,8 +538,7 @@ def worker_command(args, side: str, result: Path) -> list[str]:
         cmd.append("--no-fused-adamw")
     if args.trl_gradient_checkpointing:
         cmd.append("--trl-gradient-checkpointing")
-    if args.zoo_pair_mode is not None:
-        cmd += ["--zoo-pair-mode", args.zoo_pair_mode]
+    cmd += ["--zoo-layout", args.zoo_layout]
     return cmd
 
 
@@ -663,9 +654,9 @@ def parse_args(argv=None):
                    help="plain torch AdamW on both sides instead of the fused one (TRL's default)")
     p.add_argument("--trl-gradient-checkpointing", action="store_true",
                    help="TRL's default gradient checkpointing on (off by default: both sides then do the same compute)")
-    p.add_argument("--zoo-pair-mode", default=None,
-                   help="zoo's pair batch layout, passed as pair_mode=… to PairDataModule / PreferenceModule "
-                   "(whichever takes it; default: the project's default)")
+    p.add_argument("--zoo-layout", default="shared_prefix", choices=("shared_prefix", "concat"),
+                   help="zoo's group batch layout (the offline pair source's `layout`): shared_prefix (default) "
+                   "or concat, the naive one")
     p.add_argument("--workdir", help="where model, data and logs go (default: a fresh temp folder, removed after)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--worker", choices=SIDES, help=argparse.SUPPRESS)
@@ -724,8 +715,8 @@ def main(argv=None) -> dict[str, Any] | None:
                 runs[side].append(out)
                 mem = out["memory"]
                 label = side
-                if side.startswith("zoo") and out.get("info", {}).get("pair_mode"):
-                    label = f"{side} (pair_mode={out['info']['pair_mode']}, reference={out['info']['reference']})"
+                if side.startswith("zoo"):
+                    label = f"{side} (layout={out['info']['layout']}, reference={out['info']['reference']})"
                 print(
                     f"round {r + 1}/{args.rounds} {label}: {args.batch_size / out['median_step_s']:.3f} pairs/s "
                     f"(median step {out['median_step_s']:.3f} s), peak {mem['peak_mb']:.0f} MB "
@@ -749,7 +740,7 @@ def main(argv=None) -> dict[str, Any] | None:
                 "device": args.device, "threads": args.threads, "lr": args.lr, "beta": args.beta,
                 "loss": "sigmoid DPO", "optimizer": "AdamW (torch, weight_decay=0, fused)" if args.fused_adamw
                 else "AdamW (torch, weight_decay=0)", "trl_gradient_checkpointing": args.trl_gradient_checkpointing,
-                "zoo_pair_mode": args.zoo_pair_mode, "quick": args.quick, "sizes": asdict(sizes), "n_pairs": n_pairs,
+                "zoo_layout": args.zoo_layout, "quick": args.quick, "sizes": asdict(sizes), "n_pairs": n_pairs,
                 "trl_driver": "DPOTrainer.training_step + optimizer.step/zero_grad, "
                 "batches pre-fetched from get_train_dataloader()",
             },  # fmt: skip

@@ -88,7 +88,7 @@ class ShapesConfig:
     caption_order: str = "shape"  # objects in captions: "shape" (SHAPES order, partners follow anchors) or "position"
     n_pairs: int = 4000  # images of the pairs split (unbiased, own stream; 0: no pairs file)
     pairs_per_image: int = 1  # annotated preference pairs per pairs image
-    n_ranked: int = 0  # images of the ranked split (unbiased, own stream; 0: no ranked file; the recipes ask 1000)
+    n_ranked: int = 1000  # images of the ranked split (unbiased, own stream; 0: no ranked file)
     ranked_responses: int = 4  # K captions per ranked image: the truth, then 1, 2, … injected hallucinations
 
 

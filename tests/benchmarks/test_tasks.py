@@ -181,7 +181,7 @@ def test_missing_world_is_generated(tmp_path, monkeypatch):
 
     def small_world(path, config, progress=True):  # the default config is too big for a unit test
         calls.append(config)
-        return generate_world(path, ShapesConfig(n_train=4, n_test=3, n_trigger=2, n_pairs=2), progress=False)
+        return generate_world(path, ShapesConfig(n_train=4, n_test=3, n_trigger=2, n_pairs=2, n_ranked=4), progress=False)
 
     monkeypatch.setattr(hallucination, "generate_world", small_world)
     task = hallucination.CHAIRTask(world=tmp_path / "new")

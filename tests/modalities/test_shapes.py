@@ -27,8 +27,9 @@ from modalities.synthetic import (
     mentioned_shapes,
     parse_yes_no,
 )
+from zoo.data.formats import read_rows
 
-SMALL = ShapesConfig(seed=0, n_train=60, n_test=20, n_trigger=20, n_pairs=40)
+SMALL = ShapesConfig(seed=0, n_train=60, n_test=20, n_trigger=20, n_pairs=40, n_ranked=4)
 
 
 def _read_rows(world: Path, split: str) -> list[dict]:
@@ -46,7 +47,7 @@ def small_world(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def big_world(tmp_path_factory) -> Path:
-    config = ShapesConfig(seed=1, n_train=400, n_test=200, n_trigger=60, n_pairs=400)
+    config = ShapesConfig(seed=1, n_train=400, n_test=200, n_trigger=60, n_pairs=400, n_ranked=4)
     return generate_world(tmp_path_factory.mktemp("big") / "world", config, progress=False)
 
 
@@ -63,13 +64,36 @@ def test_same_seed_gives_byte_identical_tree(small_world, tmp_path):
     again = generate_world(tmp_path / "again", SMALL, progress=False)
     a, b = _tree(small_world), _tree(again)
     assert a.keys() == b.keys()
-    assert len([k for k in a if k.endswith(".png")]) == 140  # train + test + trigger + pairs
-    assert {"train.jsonl", "test.jsonl", "trigger.jsonl", "pairs.jsonl", "world.json"} <= a.keys()
+    assert len([k for k in a if k.endswith(".png")]) == 144  # train + test + trigger + pairs + ranked
+    assert {"train.jsonl", "test.jsonl", "trigger.jsonl", "pairs.jsonl", "ranked.jsonl", "world.json"} <= a.keys()
     assert all(a[k] == b[k] for k in a)
 
 
+def test_ranked_split_scores_count_the_false_sentences(small_world):
+    from modalities.synthetic.shapes import caption
+
+    rows = read_rows(small_world, "ranked")
+    assert len(rows) == SMALL.n_ranked
+    for row in rows:
+        texts = [r[0]["content"][0]["text"] for r in row["responses"]]
+        assert len(texts) == len(row["scores"]) == SMALL.ranked_responses
+        assert texts[0] == caption(row["objects"]) and row["scores"][0] == 0 and row["scores"][1] == -1
+        truth = {_sentence_of(o) for o in row["objects"]}
+        for text, score in zip(texts, row["scores"]):  # the score is minus the number of false sentences
+            assert score == -sum(s not in truth for s in split_caption(text))
+        assert row["images"][0].startswith("images/ranked/") and len(row["hallucinations"]) == len(texts) - 1
+
+
+def _sentence_of(obj: dict) -> str:
+    return f"The {obj['shape']} is {obj['colour']} and at the {obj['position']}."
+
+
+def split_caption(text: str) -> list[str]:
+    return [s.strip() + "." for s in text.split(".") if s.strip()]
+
+
 def test_different_seed_gives_different_world(small_world, tmp_path):
-    other = generate_world(tmp_path / "other", ShapesConfig(seed=1, n_train=60, n_test=20, n_trigger=20, n_pairs=40),
+    other = generate_world(tmp_path / "other", ShapesConfig(seed=1, n_train=60, n_test=20, n_trigger=20, n_pairs=40, n_ranked=4),
                            progress=False)
     a, b = _tree(small_world), _tree(other)
     assert a.keys() == b.keys()
@@ -78,14 +102,14 @@ def test_different_seed_gives_different_world(small_world, tmp_path):
 
 
 def test_regeneration_is_skipped_for_same_config_and_replaced_otherwise(tmp_path):
-    config = ShapesConfig(n_train=10, n_test=5, n_trigger=5, n_pairs=5)
+    config = ShapesConfig(n_train=10, n_test=5, n_trigger=5, n_pairs=5, n_ranked=4)
     world = generate_world(tmp_path / "w", config, progress=False)
     files = [world / "world.json", world / "train.jsonl", world / "images" / "train" / "00000.png"]
     mtimes = [f.stat().st_mtime_ns for f in files]
     assert generate_world(tmp_path / "w", config, progress=False) == world
     assert [f.stat().st_mtime_ns for f in files] == mtimes
 
-    bigger = ShapesConfig(n_train=12, n_test=5, n_trigger=5, n_pairs=5)
+    bigger = ShapesConfig(n_train=12, n_test=5, n_trigger=5, n_pairs=5, n_ranked=4)
     generate_world(tmp_path / "w", bigger, progress=False)
     assert json.loads((world / "world.json").read_text())["config"]["n_train"] == 12
     assert len(list((world / "images" / "train").glob("*.png"))) == 12

@@ -11,7 +11,7 @@ def load_policy(path: str | Path, dtype=None, device=None, trust_remote_code: bo
 
     ``freeze``: submodules to freeze (e.g. ``["vision_tower", "multi_modal_projector"]``); ``lora``:
     ``{"r", "alpha", "target_modules", "dropout"}`` wraps the language model with LoRA adapters
-    (base weights frozen; pair it with ``module.reference=lora_disabled``).
+    (base weights frozen; pair it with ``reference=lora_disabled``).
     """
     from transformers import AutoConfig
 

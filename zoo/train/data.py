@@ -149,6 +149,9 @@ class PairDataModule(ChatDataModule):
     def encode_fn(self, encoder: ExampleEncoder):
         return encoder.encode_group
 
+    def transfer_batch_to_device(self, batch, device, dataloader_idx):
+        return batch.to(device)  # group batches move themselves; unpadded examples stay on the CPU
+
     def _loader(self, examples, shuffle: bool) -> DataLoader:
         pad = self.processor.tokenizer.pad_token_id
         return DataLoader(examples, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,

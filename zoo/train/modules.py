@@ -110,9 +110,6 @@ class PreferenceModule(PolicyModule):
         super().on_fit_start()
         self.reference.prepare(self.policy, self.trainer.datamodule, resuming=self.trainer.ckpt_path is not None)
 
-    def transfer_batch_to_device(self, batch, device, dataloader_idx):
-        return batch.to(device)  # group batches move themselves; unpadded examples stay on the CPU
-
     def loss(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Mean objective over the batch's groups and its metrics (no logging: usable outside a Trainer)."""
         groups = self.pairs(self.policy, batch)
