@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from zoo.align.pairs import PAIR_SOURCES, PairSource
-from zoo.data.batches import Encoded, EncodedGroup, ExampleBatch, GroupBatch
+from zoo.data.batches import Encoded, ExampleBatch, GroupBatch
 from zoo.data.collate import pad_batch, pad_groups
 from zoo.models.policy import Policy, eval_mode, to_device
 
