@@ -122,20 +122,25 @@ def test_bdhs_recipes_run_end_to_end(tmp_path, capsys):
         assert key in metrics and torch.isfinite(torch.tensor(metrics[key])), key
 
 
-@pytest.mark.parametrize("recipe", ["lipo", "pro"])
+@pytest.mark.parametrize("recipe", ["lipo", "pro", "curry_dpo"])
 def test_ranked_recipes_train_from_the_cli(recipe, tmp_path, capsys):
-    """LiPO-λ and PRO on the world's ranked split (K = 4 captions per image) through `zoo train`."""
+    """LiPO-λ, PRO and Curry-DPO on the world's ranked split (K = 4 captions per image) through `zoo train`."""
     import json
 
     from zoo.cli import main
 
     overrides = [f"recipe={recipe}", *tiny_overrides(tmp_path, steps=2), "data.batch_size=4"]
+    if recipe == "curry_dpo":
+        overrides.append("module.pairs.steps_per_stage=1")
     assert main(["train", *overrides]) == 0
     assert "model written to" in capsys.readouterr().out
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["global_step"] == 2
-    for key in ("train/loss", f"train/{'lipo_lambda' if recipe == 'lipo' else 'pro'}/loss", "train/sft/loss",
-                "train/ranked/accuracy", "train/rewards/margin"):  # rewards/*: best vs worst of each group
+    terms = {"lipo": ("lipo_lambda/loss", "ranked/accuracy"), "pro": ("pro/loss", "ranked/accuracy"),
+             "curry_dpo": ("sigmoid/loss", "curriculum/stage")}[recipe]
+    for key in ("train/loss", "train/sft/loss", "train/rewards/margin", *(f"train/{t}" for t in terms)):
         assert key in metrics and torch.isfinite(torch.tensor(metrics[key])), key
     recipe_cfg = (tmp_path / "run" / "recipe.yaml").read_text()
     assert "train_split: ranked" in recipe_cfg
+    if recipe == "curry_dpo":
+        assert metrics["train/curriculum/stage"] == 1  # steps 0, 1: the second stage at the last step

@@ -112,7 +112,7 @@ class PreferenceModule(PolicyModule):
 
     def loss(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Mean objective over the batch's groups and its metrics (no logging: usable outside a Trainer)."""
-        groups = self.pairs(self.policy, batch)
+        groups = self.pairs(self.policy, batch, step=self.global_step)
         media = self.policy.encode_media(groups.media_batch)
         slots = self.policy.group_logps(groups, media)
         lp = GroupLogps(policy=torch.stack([s.logps for s in slots], 1),

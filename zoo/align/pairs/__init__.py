@@ -4,7 +4,7 @@ A source is one small class (registry ``PAIR_SOURCES``, one file each) with thre
 
 * ``prepare(policy)`` — before the data is read (offline BDHS writes its pair file here);
 * ``collate(groups, pad_token_id)`` — the DataLoader's collate over `EncodedGroup` examples;
-* ``__call__(policy, batch)`` — in the training step, the `GroupBatch` to train on (offline sources
+* ``__call__(policy, batch, step)`` — in the training step (``step``: the global step, restored on resume), the `GroupBatch` to train on (offline sources
   return the batch as it is; online ones write responses first, on token ids).
 
 ``online`` sources make new responses every step, so their reference cannot be cached.
@@ -42,7 +42,7 @@ class PairSource:
         pairs = ((0, groups[0].k - 1, 1.0),) if groups and groups[0].scores is not None else ((0, 1, 1.0),)
         return pad_groups(groups, pad_token_id, self.layout, pairs=pairs)  # ranked rows: best vs worst
 
-    def __call__(self, policy: Policy, batch: GroupBatch | ExampleBatch) -> GroupBatch:
+    def __call__(self, policy: Policy, batch: GroupBatch | ExampleBatch, step: int = 0) -> GroupBatch:
         return batch
 
 

@@ -493,7 +493,7 @@ class OnlineBDHSPairs(PairSource):
     def collate(self, groups, pad_token_id: int) -> ExampleBatch:
         return ExampleBatch(list(groups))  # padded in __call__, once the rejected responses exist
 
-    def __call__(self, policy: Policy, batch: ExampleBatch) -> GroupBatch:
+    def __call__(self, policy: Policy, batch: ExampleBatch, step: int = 0) -> GroupBatch:
         if not isinstance(batch, ExampleBatch):
             raise TypeError("bdhs_online needs the encoded groups (its own collate), not a padded batch")
         tok = policy.tokenizer
