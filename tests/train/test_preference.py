@@ -144,3 +144,35 @@ def test_ranked_recipes_train_from_the_cli(recipe, tmp_path, capsys):
     assert "train_split: ranked" in recipe_cfg
     if recipe == "curry_dpo":
         assert metrics["train/curriculum/stage"] == 1  # steps 0, 1: the second stage at the last step
+
+
+def test_lipo_on_vlfeedback_ranked_rows_of_different_sizes(tmp_path):
+    """VLFeedback's ratings load as ranked rows with K = 2 or 3 responses: batches keep one K each, the
+    cached reference holds every group, and LiPO-λ trains on them through the recipe."""
+    from tests.data.test_formats import _completion, _png, _write_jsonl
+    from zoo.data.formats import convert
+    from zoo.train.data import SameSizeBatches
+
+    records = []
+    for i in range(6):
+        _png(tmp_path, f"img{i}.png", (40 * i, 255 - 40 * i, 90))
+        completions = [_completion("a", "A red square.", "5", "5", "4"), _completion("b", "A dog.", "2", "5", "1"),
+                       _completion("c", "Something red.", "3", "5", "3")][: 2 + i % 2]
+        records.append({"id": f"r{i}", "prompt": "What is shown?", "completions": completions,
+                        "image_path": f"img{i}.png"})
+    rows = convert(records, "vlfeedback_ranked", media_root=tmp_path)
+    data = tmp_path / "vlf"
+    data.mkdir()
+    _write_jsonl(data / "train.jsonl", rows)
+    assert sorted(len(r["responses"]) for r in rows) == [2, 2, 2, 3, 3, 3]
+
+    sampler = SameSizeBatches([2, 3, 2, 3, 2, 3], batch_size=2, shuffle=True)
+    batches = list(sampler)
+    assert len(batches) == len(sampler) == 4 and sorted(i for b in batches for i in b) == list(range(6))
+    assert all(len({[2, 3, 2, 3, 2, 3][i] for i in b}) == 1 for b in batches)
+
+    overrides = ["recipe=lipo", *tiny_overrides(tmp_path, steps=3), f"data.path={data}", "data.world=null",
+                 "data.train_split=train", "data.batch_size=2", "data.max_length=null"]
+    metrics = train(compose_config(overrides))
+    assert metrics["global_step"] == 3 and torch.isfinite(torch.tensor(metrics["train/loss"]))
+    assert list((data / ".zoo_cache").glob("ref_logps-*.safetensors"))  # the cached reference, K padded

@@ -463,9 +463,9 @@ class CachedReference(Reference):
                 bar.advance(task, len(out))
         if len(set(map(_index_key, indices))) != len(indices):
             raise ValueError("group example indices are not unique")
-        if len({v.shape[1] for v in values}) > 1:
-            raise ValueError("the cached reference needs the same number of responses in every group")
-        return self._store({"responses": torch.cat(values)}, indices, key)
+        k = max(v.shape[1] for v in values)  # groups of fewer responses are padded with NaN
+        table = torch.cat([torch.nn.functional.pad(v, (0, k - v.shape[1]), value=float("nan")) for v in values])
+        return self._store({"responses": table}, indices, key)
 
     def _store(self, tables: dict[str, torch.Tensor], order: list, key: str) -> Path:
         """Write the tables (rows in ``order``) atomically and load them."""
@@ -487,9 +487,10 @@ class CachedReference(Reference):
 
     def group_logps(self, policy: Policy | None, batch: GroupBatch, media: Media | None = None):
         device = batch.media_batch["input_ids"].device
-        table = self._lookup(batch.example_index, "responses")
-        if table.shape[1] != batch.k:
-            raise ValueError(f"the reference cache holds {table.shape[1]} responses per example, the batch {batch.k}")
+        table = self._lookup(batch.example_index, "responses")[:, : batch.k]
+        if table.shape[1] != batch.k or torch.isnan(table).any():
+            raise ValueError(f"the reference cache holds fewer responses than the batch's {batch.k} for some of "
+                             f"{batch.example_index[:8]} (stale cache?)")
         return table.to(device)
 
     def _lookup(self, example_index: list, field: str) -> torch.Tensor:

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import importlib
 import logging
+from collections import Counter
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 from rich.progress import Progress
-from torch.utils.data import DataLoader
+import torch
+from torch.utils.data import DataLoader, Sampler
 
 from zoo.data.collate import Collator, ExampleEncoder, SkipReport, encode_rows
 from zoo.align.pairs import PairSource
@@ -124,6 +126,33 @@ class ChatDataModule(L.LightningDataModule):
         return {split: {"skipped": r.total, "reasons": dict(r.skipped)} for split, r in self.skipped.items()}
 
 
+class SameSizeBatches(Sampler[list[int]]):
+    """Batches of groups that share their number of responses K (a group batch needs one K), in shuffled
+    order when asked, like ``DataLoader(shuffle=…)``; the last batch of each K may be short."""
+
+    def __init__(self, sizes: list[int], batch_size: int, shuffle: bool):
+        self.sizes, self.batch_size, self.shuffle = list(sizes), batch_size, shuffle
+
+    def __iter__(self):
+        n = len(self.sizes)
+        order = torch.randperm(n).tolist() if self.shuffle else range(n)
+        open_batches: dict[int, list[int]] = {}
+        batches = []
+        for i in order:
+            batch = open_batches.setdefault(self.sizes[i], [])
+            batch.append(i)
+            if len(batch) == self.batch_size:
+                batches.append(open_batches.pop(self.sizes[i]))
+        batches += [b for b in open_batches.values() if b]
+        if self.shuffle:
+            batches = [batches[i] for i in torch.randperm(len(batches)).tolist()]
+        return iter(batches)
+
+    def __len__(self) -> int:
+        counts = Counter(self.sizes)
+        return sum(-(-c // self.batch_size) for c in counts.values())
+
+
 class PairDataModule(ChatDataModule):
     """Preference data from a schema dataset folder — pairs (``chosen``/``rejected``, e.g. the shapes
     world's ``pairs``) or ranked rows (``responses`` + ``scores``, e.g. its ``ranked`` split) — as
@@ -153,9 +182,13 @@ class PairDataModule(ChatDataModule):
         return batch.to(device)  # group batches move themselves; unpadded examples stay on the CPU
 
     def _loader(self, examples, shuffle: bool) -> DataLoader:
-        pad = self.processor.tokenizer.pad_token_id
+        collate = partial(self.collate, pad_token_id=self.processor.tokenizer.pad_token_id)
+        sizes = [g.k for g in examples]
+        if len(set(sizes)) > 1:  # ranked data with K varying per row (e.g. VLFeedback): one K per batch
+            return DataLoader(examples, batch_sampler=SameSizeBatches(sizes, self.batch_size, shuffle),
+                              num_workers=self.num_workers, collate_fn=collate)
         return DataLoader(examples, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
-                          collate_fn=partial(self.collate, pad_token_id=pad))
+                          collate_fn=collate)
 
     def ordered_loader(self, split: str | None = None) -> DataLoader:
         """Every encoded group of ``split`` (default: train) once, in file order: the reference pass."""
