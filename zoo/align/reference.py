@@ -73,6 +73,9 @@ REFERENCES: Registry[type[Reference]] = Registry("reference")
 class Reference(nn.Module, ABC):
     """A reference model: summed response log-probs without gradient (see the module docstring)."""
 
+    provides_logps = True  # False: no reference at all (objectives that train without one)
+    precomputed = False  # True: log-probs of the data's own responses, computed before training
+
     def attach(self, policy: Policy) -> Reference:
         """Bind to the policy's initial weights (called once, before any checkpoint is restored)."""
         return self
@@ -129,6 +132,8 @@ def _eval_group_logps(policy: Policy, batch: GroupBatch, media: Media | None) ->
 @REFERENCES.register("none")
 class NoReference(Reference):
     """No reference model: for objectives that train without one."""
+
+    provides_logps = False
 
     def logps(self, policy, batch, media=None):
         return None
@@ -349,6 +354,8 @@ class CachedReference(Reference):
     ``data.fingerprint()`` + that hash from ``cache_dir`` (default ``<data.path>/.zoo_cache``) or
     computes it over ``data.ordered_loader()`` (every group once, in file order).
     """
+
+    precomputed = True
 
     def __init__(self, cache_dir: str | Path | None = None, field: str = "logps"):
         super().__init__()

@@ -11,7 +11,7 @@ import torch
 
 from zoo.align.objectives import GroupLogps, Objective
 from zoo.align.pairs import PairSource
-from zoo.align.reference import CachedReference, NoReference, Reference
+from zoo.align.reference import NoReference, Reference
 from zoo.models.policy import Policy
 
 
@@ -99,9 +99,9 @@ class PreferenceModule(PolicyModule):
         self.objective = objective
         self.pairs = pairs if pairs is not None else PairSource()
         reference = reference if reference is not None else NoReference()
-        if isinstance(reference, NoReference) and objective.needs_reference:
+        if not reference.provides_logps and objective.needs_reference:
             raise ValueError(f"{objective!r} needs a reference model: choose reference=frozen, cached or lora_disabled")
-        if isinstance(reference, CachedReference) and self.pairs.online:
+        if reference.precomputed and self.pairs.online:
             raise ValueError(f"the pair source {type(self.pairs).__name__} writes new responses every step: their "
                              "reference log-probs cannot be cached (choose reference=frozen or lora_disabled)")
         self.reference = reference.attach(policy)  # now, before a checkpoint can overwrite the initial weights

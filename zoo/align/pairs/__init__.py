@@ -4,8 +4,9 @@ A source is one small class (registry ``PAIR_SOURCES``, one file each) with thre
 
 * ``prepare(policy)`` — before the data is read (offline BDHS writes its pair file here);
 * ``collate(groups, pad_token_id)`` — the DataLoader's collate over `EncodedGroup` examples;
-* ``__call__(policy, batch, step)`` — in the training step (``step``: the global step, restored on resume), the `GroupBatch` to train on (offline sources
-  return the batch as it is; online ones write responses first, on token ids).
+* ``__call__(policy, batch, step)`` — in the training step (``step``: the global step, restored on
+  resume), the `GroupBatch` to train on (offline sources return the batch as it is; online ones write
+  responses first, on token ids).
 
 ``online`` sources make new responses every step, so their reference cannot be cached.
 ``metrics`` holds what the last call wants logged (e.g. BDHS tries), prefixed by the module.
@@ -16,10 +17,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from modalities.registry import Registry
 from zoo.data.batches import EncodedGroup, ExampleBatch, GroupBatch
 from zoo.data.collate import LAYOUTS, pad_groups
 from zoo.models.policy import Policy
-from modalities.registry import Registry
 
 PAIR_SOURCES: Registry[type] = Registry("pair source")
 
@@ -44,7 +45,3 @@ class PairSource:
 
     def __call__(self, policy: Policy, batch: GroupBatch | ExampleBatch, step: int = 0) -> GroupBatch:
         return batch
-
-
-def build_pair_source(name: str, **kwargs) -> PairSource:
-    return PAIR_SOURCES.get(name)(**kwargs)
