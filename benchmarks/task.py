@@ -17,8 +17,8 @@ from typing import Any
 import torch
 from rich.progress import Progress
 
-from modalities.registry import Registry
 from zoo.data.collate import ExampleEncoder, pad_batch
+from zoo.registry import Registry
 
 
 class Task(ABC):

@@ -1,4 +1,4 @@
-"""Per-modality building blocks: loading, processing, encoding. Knows nothing of `zoo`."""
+"""Per-modality building blocks: loading, processing, encoding. Of `zoo` it uses only `zoo.registry`."""
 
 
 class MediaError(ValueError):

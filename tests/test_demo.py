@@ -22,6 +22,6 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     assert "partner hallucination" in out
     # aligned, pushed, and loaded back by name from the local hub
     assert hub.exists("zoo/shapes-vlm") and hub.exists("zoo/shapes-vlm-dpo")
-    assert "loaded shapes-vlm-dpo from the local-hub" in out
+    assert "loaded shapes-vlm.dpo from the local-hub" in out
     aligned = load_results(tmp_path / "demo-dpo" / "results.json")
-    assert results["aligned"] == aligned and aligned["model"] == "shapes-vlm-dpo"
+    assert results["aligned"] == aligned and aligned["model"] == "shapes-vlm.dpo"

@@ -1,4 +1,4 @@
-"""The local hub (revisions, checksums, atomic pushes), the registry and `load`'s resolution order."""
+"""The local hub (revisions, checksums, atomic pushes), the zoo entries and `load`'s resolution order."""
 
 from __future__ import annotations
 
@@ -121,16 +121,17 @@ def test_load_resolution_order(hub, run_dir, tmp_path, monkeypatch):
 
 
 def test_missing_embedded_model_says_how_to_build_it(hub):
-    with pytest.raises(HubError, match="zoo build shapes-vlm-dpo"):
-        load("shapes-vlm-dpo", hub=hub)
+    with pytest.raises(HubError, match=r"zoo build shapes-vlm\.dpo"):
+        load("shapes-vlm-dpo", hub=hub)  # the old name resolves to the entry
 
 
 def test_build_runs_the_recipe_and_pushes(hub, tmp_path, monkeypatch):
     from tests.train.test_sft import tiny_overrides
-    from zoo import registry, zoo_model
+    from zoo import zoo_model
+    from zoo.entries import ENTRIES, ZooEntry
 
-    tiny = registry.ZooEntry("tiny-sft", "composed", ("image",), ("recipe=sft",), "test/tiny-sft")
-    monkeypatch.setitem(registry.ENTRIES, "tiny-sft", tiny)
+    tiny = ZooEntry("tiny-sft", "composed", ("image",), ("recipe=sft",), "test/tiny-sft")
+    monkeypatch.setitem(ENTRIES._entries, "tiny-sft", tiny)  # registered for this test only
     extra = [o for o in tiny_overrides(tmp_path, steps=2) if not o.startswith("output_dir=")]
     real_build = zoo_model.build_entry
     monkeypatch.setattr(zoo_model, "build_entry",
@@ -179,11 +180,11 @@ def test_list_models_and_cli(capsys, hub, monkeypatch):
     from zoo.cli import main
 
     names = [e.name for e in list_models()]
-    assert {"shapes-vlm", "shapes-vlm-dpo", "shapes-vlm-bdhs", "shapes-vlm-online-bdhs"} <= set(names)
+    assert {"shapes-vlm", "shapes-vlm.dpo", "shapes-vlm.bdhs", "shapes-vlm.online-bdhs"} <= set(names)
     monkeypatch.setenv("ZOO_HOME", str(hub.root.parent))
     assert main(["list"]) == 0
     out = "".join(line.strip("│┃ ") for line in capsys.readouterr().out.splitlines())  # cells may wrap
-    assert "shapes-vlm-bdhs" in out
+    assert "shapes-vlm.bdhs" in out and "shapes-vlm-bdhs" in out  # the name and its older alias
     # every override shows in full, [lists] included (rich would read them as markup)
     assert "model.freeze=[vision_tower,multi_modal_projector,image_newline]" in out.replace(" ", "")
     assert isinstance(load.__doc__, str) and ZooModel.generate.__doc__
@@ -222,9 +223,9 @@ def test_zoo_eval_takes_a_zoo_name(hub, run_dir, tiny_world, monkeypatch, capsys
 
 
 @pytest.mark.parametrize("name,arch", [
-    ("llava-1.5-7b-bdhs", "llava"), ("llava-1.6-7b-bdhs", "llava_next"), ("qwen2-vl-2b-dpo", "qwen2_vl"),
-    ("qwen2.5-vl-3b-bdhs", "qwen2_5_vl"), ("qwen2.5-omni-3b-dpo", "qwen2_5_omni"), ("idefics3-8b-dpo", "idefics3"),
-    ("janus-pro-1b-dpo", "janus"),
+    ("llava-1.5-7b.bdhs", "llava"), ("llava-1.6-7b.bdhs", "llava_next"), ("qwen2-vl-2b.dpo", "qwen2_vl"),
+    ("qwen2.5-vl-3b.bdhs", "qwen2_5_vl"), ("qwen2.5-omni-3b.dpo", "qwen2_5_omni"), ("idefics3-8b.dpo", "idefics3"),
+    ("janus-pro-1b.dpo", "janus"),
 ])
 def test_real_backbone_entries_on_tiny_stand_ins(name, arch, hub, tmp_path):
     """The entry's GPU overrides compose and train (LoRA on the language model, towers frozen, the
@@ -233,10 +234,10 @@ def test_real_backbone_entries_on_tiny_stand_ins(name, arch, hub, tmp_path):
 
     from tests.train.test_sft import tiny_overrides
     from zoo.models.native import NativeBackbone, build_tiny_native
-    from zoo.registry import get_entry
+    from zoo.entries import ENTRIES
     from zoo.train.run import compose_config, train
 
-    entry = get_entry(name)
+    entry = ENTRIES.get(name)
     assert not entry.embedded and "model=hf" in entry.recipe
     stand_in = build_tiny_native(arch, tmp_path / "stand-in")
     gpu_only = ("trainer.precision=", "trainer.accelerator=")
@@ -268,10 +269,10 @@ def test_real_backbone_entries_on_tiny_stand_ins(name, arch, hub, tmp_path):
     assert f"| modalities | {', '.join(entry.modalities)} |" in m.card
 
 
-def test_card_defaults_come_from_the_registry():
-    from zoo.registry import SHAPES_BACKBONE, card_defaults
+def test_card_defaults_come_from_the_entries():
+    from zoo.entries import SHAPES_BACKBONE, card_defaults
 
-    assert card_defaults("zoo/shapes-vlm-dpo") == {"name": "shapes-vlm-dpo", "base_model": "zoo/shapes-vlm",
+    assert card_defaults("zoo/shapes-vlm-dpo") == {"name": "shapes-vlm.dpo", "base_model": "zoo/shapes-vlm",
                                                    "backbone": SHAPES_BACKBONE, "modalities": ("image",)}
     assert card_defaults("zoo/shapes-vlm")["base_model"] is None  # trained from scratch on the world
     omni = card_defaults("zoo/qwen2.5-omni-3b-dpo")

@@ -49,8 +49,8 @@ def load(name_or_path, revision=None, device=None, dtype=None, build: bool = Fal
 
 
 def list_models():
-    """The zoo's registered entries (`zoo.registry.ZooEntry`), sorted by name."""
-    from zoo.registry import list_models as _list
+    """The zoo's registered entries (`zoo.entries.ZooEntry`), sorted by name."""
+    from zoo.entries import list_models as _list
 
     return _list()
 

@@ -61,15 +61,16 @@ def cmd_list(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from zoo.hub import LocalHub
-    from zoo.registry import list_models
+    from zoo.entries import ENTRIES, list_models
 
     hub = LocalHub()
     table = Table(title=f"zoo models (local hub: {hub.root})")
-    for col in ("name", "backbone", "modalities", "recipe", "repo", "local hub"):
+    for col in ("name", "also", "backbone", "modalities", "recipe", "repo", "local hub"):
         table.add_column(col, overflow="fold")  # overrides are copied from here: never cut
     for e in list_models():
         here = hub.main(e.repo) if hub.exists(e.repo) else ("– (zoo build " + e.name + ")" if e.embedded else "–")
-        cells = (e.name, e.backbone, ",".join(e.modalities), " ".join(e.recipe), e.repo, here)
+        also = ",".join(ENTRIES.aliases(e.name))  # the older names, still accepted
+        cells = (e.name, also, e.backbone, ",".join(e.modalities), " ".join(e.recipe), e.repo, here)
         table.add_row(*(escape(c) for c in cells))  # overrides hold [lists] that rich would read as markup
     Console(width=max(160, Console().width)).print(table)  # names must not be cut, even when piped
     return 0

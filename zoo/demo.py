@@ -78,16 +78,16 @@ def run_demo(output_dir: str = "runs/demo", overrides: list[str] | None = None, 
         align_overrides = [o for o in overrides if o.startswith(("data.", "data_root", "trainer.", "seed"))]
     dpo_cfg = compose_config(["recipe=dpo", "model=pretrained", f"model.path={run / 'model'}",
                               f"output_dir={output_dir}-dpo", "overwrite=true", *align_overrides])
-    dpo_run, dpo_results, _ = _train_and_eval(dpo_cfg, "shapes-vlm-dpo", console)
+    dpo_run, dpo_results, _ = _train_and_eval(dpo_cfg, "shapes-vlm.dpo", console)
     hub = hub or LocalHub()
-    from zoo.registry import get_entry
+    from zoo.entries import ENTRIES
 
     revisions = {}
-    for name, path in (("shapes-vlm", run), ("shapes-vlm-dpo", dpo_run)):
-        repo = get_entry(name).repo  # the card takes name, backbone, modalities and base from the entry
+    for name, path in (("shapes-vlm", run), ("shapes-vlm.dpo", dpo_run)):
+        repo = ENTRIES.get(name).repo  # the card takes name, backbone, modalities and base from the entry
         revisions[repo] = push_run(path, repo, hub, message="zoo demo")
-    aligned = load("shapes-vlm-dpo", hub=hub)
-    console.print(f"loaded [bold]shapes-vlm-dpo[/] from the {aligned.source} ({hub.root}), revision {aligned.revision}")
+    aligned = load("shapes-vlm.dpo", hub=hub)
+    console.print(f"loaded [bold]shapes-vlm.dpo[/] from the {aligned.source} ({hub.root}), revision {aligned.revision}")
     console.print(compare_table([results, aligned.results]))
     console.print(f"demo finished in {round(time.perf_counter() - start, 1)} s · runs {run}, {dpo_run} · "
                   f"local hub revisions {revisions}")

@@ -170,7 +170,7 @@ def stage_run(run_dir: str | Path, repo_id: str, dest: str | Path, card: bool = 
         write_eval_results(json.loads((run_dir / "results.json").read_text()), stage)
     if card and not (stage / "README.md").exists():
         from zoo.model_card import render_card
-        from zoo.registry import card_defaults
+        from zoo.entries import card_defaults
 
         (stage / "README.md").write_text(render_card(run_dir, repo_id, **{**card_defaults(repo_id), **card_kwargs}))
     return stage

@@ -1,114 +1,94 @@
-"""Named zoo entries: what each model is, how it is built, where it is published.
+"""The one registry mechanism: a named table of parts, filled by ``@REG.register("name")``.
 
-An entry names its backbone, its modalities, the `zoo train` overrides of its recipe and its hub
-repo. Embedded entries (the shapes models) are reproducible on a CPU from the embedded world:
-``load(name, build=True)`` or ``zoo build NAME`` runs the recipe (after the entry it starts from)
-and pushes the result to the local hub. ``{base}`` in an override is the model folder of the entry
-named by ``base``.
+Every table of the project is a `Registry`: modalities, synthetic worlds, objectives, references, pair
+sources, data formats, benchmark tasks and the zoo's entries. An entry may have aliases (older names that
+keep resolving); `names` lists each entry once, by its canonical name. This module is the bottom layer:
+it imports nothing of the project, so every package can use it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import difflib
+import warnings
+from collections.abc import Iterable, Iterator
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class ZooEntry:
-    name: str
-    backbone: str  # "composed: …" or an HF model id
-    modalities: tuple[str, ...]
-    recipe: tuple[str, ...]  # `zoo train` overrides
-    repo: str  # hub repo id (local hub and HF Hub alike)
-    base: str | None = None  # the entry this one starts from
-    description: str = ""
-    embedded: bool = True  # buildable from the embedded synthetic world
-    tags: tuple[str, ...] = field(default_factory=tuple)
+class Registry(Generic[T]):
+    """A named table of entries: ``REG.register("name", obj, aliases=("old-name",))`` or, as a decorator,
+    ``@REG.register("name")``; ``REG.get(name_or_alias)`` returns the entry."""
 
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._entries: dict[str, T] = {}
+        self._aliases: dict[str, str] = {}  # alias -> canonical name
 
-_PRETRAINED = ("model=pretrained", "model.path={base}")
+    def register(self, name: str | None = None, obj: T | None = None, aliases: Iterable[str] = ()):
+        """Register ``obj`` under ``name`` (default: its ``__name__``) and ``aliases``; without ``obj``, a
+        decorator. Re-registering a name warns and replaces it; an alias that is taken is an error."""
+        aliases = tuple(aliases)
 
-ENTRIES: dict[str, ZooEntry] = {}
+        def add(o: T) -> T:
+            key = name or getattr(o, "__name__", None)
+            if not key:
+                raise ValueError(f"{self.kind} registry: an entry needs a name")
+            if key in self._aliases:
+                raise ValueError(f"{self.kind} '{key}' is already an alias of '{self._aliases[key]}'")
+            for i, alias in enumerate(aliases):
+                if alias == key:
+                    problem = "its own name"
+                elif alias in aliases[:i]:
+                    problem = "given twice"
+                elif alias in self._entries:
+                    problem = f"the name of another {self.kind}"
+                elif self._aliases.get(alias, key) != key:
+                    problem = f"already an alias of '{self._aliases[alias]}'"
+                else:
+                    continue
+                raise ValueError(f"{self.kind} '{key}': alias '{alias}' is {problem}")
+            if key in self._entries and self._entries[key] is not o:
+                warnings.warn(f"{self.kind} '{key}' is registered twice; the later one wins", stacklevel=3)
+            self._entries[key] = o
+            self._aliases = {a: k for a, k in self._aliases.items() if k != key}  # a replaced entry's old aliases go
+            self._aliases.update((alias, key) for alias in aliases)
+            return o
 
+        return add(obj) if obj is not None else add
 
-def register(entry: ZooEntry) -> ZooEntry:
-    if entry.name in ENTRIES:
-        raise ValueError(f"zoo entry {entry.name!r} is already registered")
-    if entry.base is not None and entry.base not in ENTRIES:
-        raise ValueError(f"zoo entry {entry.name!r} starts from unknown entry {entry.base!r}")
-    ENTRIES[entry.name] = entry
-    return entry
+    def canonical(self, name: str) -> str:
+        """The canonical name of ``name`` (itself, or the entry an alias points to)."""
+        if name in self._entries:
+            return name
+        if name in self._aliases:
+            return self._aliases[name]
+        known = ", ".join(sorted(self._entries)) or "none"
+        close = difflib.get_close_matches(name, [*self._entries, *self._aliases], n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise KeyError(f"unknown {self.kind} '{name}'{hint}; known: {known}")
 
+    def get(self, name: str) -> T:
+        """The entry registered as ``name`` or with ``name`` among its aliases."""
+        return self._entries[self.canonical(name)]
 
-def get_entry(name: str) -> ZooEntry:
-    try:
-        return ENTRIES[name]
-    except KeyError:
-        raise KeyError(f"no zoo entry {name!r}; known: {', '.join(sorted(ENTRIES))}") from None
+    def aliases(self, name: str) -> tuple[str, ...]:
+        """The aliases of the entry ``name`` (a name or an alias), in registration order."""
+        key = self.canonical(name)
+        return tuple(a for a, k in self._aliases.items() if k == key)
 
+    def __contains__(self, name: str) -> bool:
+        return name in self._entries or name in self._aliases
 
-def list_models() -> list[ZooEntry]:
-    return [ENTRIES[n] for n in sorted(ENTRIES)]
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._entries))
 
+    def __len__(self) -> int:
+        return len(self._entries)
 
-def card_defaults(repo_id: str) -> dict:
-    """What the model card of the entry published as ``repo_id`` says about it (nothing for other repos):
-    its name, backbone, modalities, and the model it starts from (the base entry's repo, or the HF id)."""
-    entry = next((e for e in ENTRIES.values() if e.repo == repo_id), None)
-    if entry is None:
-        return {}
-    base = ENTRIES[entry.base].repo if entry.base else None if entry.embedded else entry.backbone
-    return {"name": entry.name, "base_model": base, "backbone": entry.backbone, "modalities": entry.modalities}
+    def items(self) -> list[tuple[str, T]]:
+        return sorted(self._entries.items())
 
-
-SHAPES_BACKBONE = "composed: ViT (4 image tokens) + Llama d=128"
-
-register(ZooEntry(
-    "shapes-vlm", SHAPES_BACKBONE, ("image",), ("recipe=sft",), "zoo/shapes-vlm",
-    description="SFT base on the shapes world (learns the co-occurrence prior)", tags=("sft",),
-))
-register(ZooEntry(
-    "shapes-vlm-dpo", SHAPES_BACKBONE, ("image",), ("recipe=dpo", *_PRETRAINED), "zoo/shapes-vlm-dpo",
-    base="shapes-vlm", description="DPO + RPO term on annotated pairs (one injected hallucination)", tags=("dpo",),
-))
-register(ZooEntry(
-    "shapes-vlm-bdhs", SHAPES_BACKBONE, ("image",), ("recipe=bdhs", *_PRETRAINED), "zoo/shapes-vlm-bdhs",
-    base="shapes-vlm", description="offline BDHS: rejected written by the base with its image hidden", tags=("bdhs",),
-))
-register(ZooEntry(
-    "shapes-vlm-online-bdhs", SHAPES_BACKBONE, ("image",), ("recipe=online_bdhs", *_PRETRAINED),
-    "zoo/shapes-vlm-online-bdhs", base="shapes-vlm",
-    description="online BDHS: rejected written by the policy every step", tags=("bdhs", "online"),
-))
-
-
-# Real backbones: HF-native checkpoints, aligned on GPUs (not embedded: the base weights are downloaded).
-# The overrides are starting points for one 80 GB GPU: LoRA on the language model (the BDHS paper used
-# r=128 / α=256), media towers frozen, the LoRA-disabled model as the reference, bf16.
-def _gpu_entry(name: str, hf_id: str, recipe: str, freeze: str, lr: float, description: str,
-               modalities: tuple[str, ...] = ("image",), beta: float = 0.1, tags: tuple[str, ...] = ()) -> ZooEntry:
-    overrides = (f"recipe={recipe}", "model=hf", f"model.path={hf_id}", f"model.freeze={freeze}",
-                 "reference=lora_disabled", f"module.objective.hparams.beta={beta}", f"module.optimizer.lr={lr}",
-                 "trainer.precision=bf16-mixed", "trainer.accelerator=gpu")
-    return register(ZooEntry(name, hf_id, modalities, overrides, f"zoo/{name}", description=description,
-                             embedded=False, tags=(recipe, "lora", *tags)))
-
-
-_gpu_entry("llava-1.5-7b-bdhs", "llava-hf/llava-1.5-7b-hf", "bdhs", "[vision_tower,multi_modal_projector]", 2e-5,
-           "LLaVA-1.5-7B aligned with offline BDHS (LoRA r=128, α=256)")
-_gpu_entry("llava-1.6-7b-bdhs", "llava-hf/llava-v1.6-vicuna-7b-hf", "bdhs",
-           "[vision_tower,multi_modal_projector,image_newline]", 2e-5,
-           "LLaVA-1.6-7B (anyres) aligned with offline BDHS, the BDHS paper's setting (LoRA r=128, α=256)")
-_gpu_entry("qwen2-vl-2b-dpo", "Qwen/Qwen2-VL-2B-Instruct", "dpo", "[visual]", 1e-5,
-           "Qwen2-VL-2B-Instruct aligned with DPO (+ RPO term, LoRA r=128, α=256)")
-_gpu_entry("qwen2.5-vl-3b-bdhs", "Qwen/Qwen2.5-VL-3B-Instruct", "bdhs", "[visual]", 1e-5,
-           "Qwen2.5-VL-3B-Instruct aligned with offline BDHS (LoRA r=128, α=256)")
-# the thinker is aligned (text out); the talker and vocoder (speech out) are not loaded
-_gpu_entry("qwen2.5-omni-3b-dpo", "Qwen/Qwen2.5-Omni-3B", "dpo", "[visual,audio_tower]", 1e-5,
-           "Qwen2.5-Omni-3B's thinker aligned with DPO (+ RPO term, LoRA r=128, α=256); text answers",
-           modalities=("image", "audio", "video"), tags=("omni",))
-_gpu_entry("idefics3-8b-dpo", "HuggingFaceM4/Idefics3-8B-Llama3", "dpo", "[vision_model,connector]", 1e-5,
-           "Idefics3-8B (Llama 3.1, image crops) aligned with DPO (+ RPO term, LoRA r=128, α=256)")
-# the image-generation half (VQ-VAE, its embeddings, aligner and head) stays frozen: text answers only
-_gpu_entry("janus-pro-1b-dpo", "deepseek-community/Janus-Pro-1B", "dpo",
-           "[vision_model,aligner,vqmodel,generation_embeddings,generation_aligner,generation_head]", 1e-5,
-           "Janus-Pro-1B aligned with DPO on its understanding path (+ RPO term, LoRA r=128, α=256)")
+    def names(self) -> list[str]:
+        """Canonical names, sorted (aliases are not listed)."""
+        return sorted(self._entries)

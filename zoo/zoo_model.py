@@ -75,7 +75,7 @@ def load(name_or_path: str | Path, revision: str | None = None, device=None, dty
          hub: LocalHub | None = None) -> ZooModel:
     """Load a zoo model by zoo name, hub repo id or local folder (see module docstring)."""
     from zoo.models import load_policy
-    from zoo.registry import ENTRIES
+    from zoo.entries import ENTRIES
 
     hub = hub or LocalHub()
     target = str(name_or_path)
@@ -85,7 +85,7 @@ def load(name_or_path: str | Path, revision: str | None = None, device=None, dty
     if target.startswith(("/", ".", "~")) or target.count("/") > 1:  # a path, not a zoo name or 'org/name'
         raise HubError(f"model folder {target!r} does not exist or holds no config.json; pass a local model "
                        "folder, a zoo name (zoo list) or a hub repo 'org/name'")
-    entry = ENTRIES.get(target)
+    entry = ENTRIES.get(target) if target in ENTRIES else None
     repo = entry.repo if entry else target
     if hub.exists(repo):
         rev = hub.resolve(repo, revision)  # verifies every file's sha256
@@ -122,13 +122,13 @@ def _from_hf_hub(repo: str, revision: str | None, tried: list[str]) -> Path | No
 
 def build_entry(name: str, hub: LocalHub | None = None, runs_root: str | Path = "runs", extra: tuple[str, ...] = ()) -> str:
     """Train an embedded entry (its base first when missing) and push it to the local hub."""
-    from zoo.registry import get_entry
+    from zoo.entries import ENTRIES
     from zoo.train.run import compose_config, train
 
-    entry, hub = get_entry(name), hub or LocalHub()
+    entry, hub = ENTRIES.get(name), hub or LocalHub()
     overrides = list(entry.recipe)
     if entry.base is not None:
-        base = get_entry(entry.base)
+        base = ENTRIES.get(entry.base)
         if not hub.exists(base.repo):
             build_entry(base.name, hub, runs_root, extra)
         base_path = hub.resolve(base.repo).path

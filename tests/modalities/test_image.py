@@ -11,7 +11,7 @@ from PIL import Image
 
 from modalities import MediaError
 from modalities.image import ImageEncoder, ImageEncoderConfig, ImageProcessor, load_image
-from modalities.registry import Registry, get_modality
+from modalities.registry import get_modality
 
 
 def _png_bytes(colour=(255, 0, 0), size=(10, 6)) -> bytes:
@@ -68,8 +68,3 @@ def test_modality_registry():
     assert get_modality("image").input_key == "pixel_values"
     with pytest.raises(KeyError, match="unknown modality 'smell'"):
         get_modality("smell")
-    reg = Registry("thing")
-    reg.register("a", 1)
-    with pytest.warns(UserWarning, match="registered twice"):
-        reg.register("a", 2)
-    assert reg.get("a") == 2 and list(reg) == ["a"]

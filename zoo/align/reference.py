@@ -61,11 +61,11 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from modalities.registry import Registry
 from zoo.data.batches import Batch, Encoded, GroupBatch
 from zoo.data.collate import pad_batch
 from zoo.data.schema import MEDIA_COLUMNS
 from zoo.models.policy import Media, Policy, eval_mode
+from zoo.registry import Registry
 
 REFERENCES: Registry[type[Reference]] = Registry("reference")
 

@@ -13,8 +13,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from modalities.registry import Registry
 from zoo.data.schema import DataError, validate_row
+from zoo.registry import Registry
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from modalities.registry import Registry
+from zoo.registry import Registry
 
 LossFn = Callable[..., Tensor]
 

@@ -17,10 +17,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from modalities.registry import Registry
 from zoo.data.batches import EncodedGroup, ExampleBatch, GroupBatch
 from zoo.data.collate import LAYOUTS, pad_groups
 from zoo.models.policy import Policy
+from zoo.registry import Registry
 
 PAIR_SOURCES: Registry[type] = Registry("pair source")
 
