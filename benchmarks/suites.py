@@ -1,10 +1,13 @@
-"""Suites: named groups of tasks. A suite entry is (task name in TASKS, keyword arguments)."""
+"""Suites: named groups of tasks (a suite entry is a task name in TASKS and keyword arguments), and
+`run_suite`, which runs one on a model and returns a results dict (the format of `zoo.results`)."""
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 from benchmarks.task import TASKS, Task
+from zoo.results import new_results
 
 SUITES: dict[str, list[tuple[str, dict[str, Any]]]] = {
     # Every hallucination task of benchmarks/hallucination.py, e.g. build_suite("hallucination", world=PATH).
@@ -31,3 +34,49 @@ def build_suite(name: str, **source: Any) -> list[Task]:
     if name not in SUITES:
         raise KeyError(f"unknown suite '{name}'; known: {', '.join(sorted(SUITES)) or 'none'}")
     return [TASKS.get(task)(**{**kwargs, **source}) for task, kwargs in SUITES[name]]
+
+
+def _seed(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+
+
+def run_suite(
+    model,
+    suite: str,
+    model_name: str,
+    revision: str | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+    source: dict | None = None,
+    config: dict | None = None,
+    batch_size: int = 64,
+    progress: bool = True,
+    return_samples: bool = False,
+):
+    """Run every task of ``suite`` on ``model``; the results dict (and, if asked, the samples by task).
+
+    torch/random/numpy are seeded with ``seed`` before each task, so a task's metrics do not depend
+    on the tasks before it and two runs on the same model give identical ``results``.
+    """
+    import torch
+
+    source = dict(source or {})
+    tasks = build_suite(suite, **source)
+    metrics: dict[str, Any] = {}
+    samples: dict[str, list[dict[str, Any]]] = {}
+    for task in tasks:
+        if task.name in metrics:
+            raise ValueError(f"suite '{suite}' holds task '{task.name}' twice; give the entries distinct names")
+        _seed(seed)
+        with torch.no_grad():
+            out = task.run(model, limit=limit, batch_size=batch_size, progress=progress)
+        metrics[task.name] = out["metrics"]
+        samples[task.name] = out["samples"]
+    run_config = {**(config or {}), "limit": limit, "seed": seed, "batch_size": batch_size, "source": source}
+    results = new_results(model_name, suite, metrics, revision=revision, config=run_config)
+    return (results, samples) if return_samples else results

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from benchmarks.results import load_results
+from zoo.results import load_results
 from tests.train.test_sft import tiny_overrides
 from zoo.demo import run_demo
 

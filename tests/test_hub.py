@@ -210,7 +210,7 @@ def test_pushed_card_is_valid_and_complete(hub, run_dir):
 
 
 def test_zoo_eval_takes_a_zoo_name(hub, run_dir, tiny_world, monkeypatch, capsys):
-    from benchmarks.results import load_results
+    from zoo.results import load_results
     from zoo.cli import main
 
     monkeypatch.setenv("ZOO_HOME", str(hub.root.parent))

@@ -142,9 +142,9 @@ def default_world() -> Path:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from benchmarks.results import compare_table, run_suite, write_results
-
+    from benchmarks.suites import run_suite
     from zoo.hub import HubError
+    from zoo.results import compare_table, write_results
     from zoo.zoo_model import load
 
     try:  # a local folder, a zoo name or a hub repo, resolved as `zoo.load` does
@@ -177,7 +177,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from benchmarks.results import compare_markdown, compare_table, load_results
+    from zoo.results import compare_markdown, compare_table, load_results
 
     try:
         results = [load_results(p) for p in args.results]

@@ -16,7 +16,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.results import run_suite, write_results
+from benchmarks.suites import run_suite
+from zoo.results import write_results
 from zoo.train.run import compose_config, train
 
 
@@ -57,9 +58,9 @@ def run_demo(output_dir: str = "runs/demo", overrides: list[str] | None = None, 
     ``overrides`` go to the SFT run; ``align_overrides`` to the DPO run (default: the data and
     trainer overrides among ``overrides``). Returns the SFT results (and, aligned, ``["aligned"]``).
     """
-    from benchmarks.results import compare_table
     from zoo.hub import LocalHub
     from zoo.hub import push_run
+    from zoo.results import compare_table
     from zoo.zoo_model import load
 
     console = Console()

@@ -165,11 +165,11 @@ def stage_run(run_dir: str | Path, repo_id: str, dest: str | Path, card: bool = 
     if (run_dir / ".eval_results").is_dir():
         shutil.copytree(run_dir / ".eval_results", stage / ".eval_results")
     elif (run_dir / "results.json").is_file():
-        from benchmarks.cards import write_eval_results
+        from zoo.cards import write_eval_results
 
         write_eval_results(json.loads((run_dir / "results.json").read_text()), stage)
     if card and not (stage / "README.md").exists():
-        from zoo.model_card import render_card
+        from zoo.cards import render_card
         from zoo.entries import card_defaults
 
         (stage / "README.md").write_text(render_card(run_dir, repo_id, **{**card_defaults(repo_id), **card_kwargs}))

@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.results import flatten_metrics, is_number
 from zoo.hub import LocalHub, upload_to_hf
+from zoo.results import flatten_metrics, is_number
 
 LEADERBOARD_REPO = "zoo/leaderboard"
 PLOT_METRIC = "chair_trigger/chair_i"  # the bias-trigger hallucination rate, when present

@@ -10,7 +10,8 @@ import pytest
 import torch
 from lightning.pytorch.loggers import CSVLogger
 
-from tests.benchmarks.test_results import fake_suite  # noqa: F401  (fixture)
+from tests.benchmarks.test_suites import fake_suite  # noqa: F401  (fixture)
+from benchmarks.suites import run_suite
 from tests.conftest import build_tiny_policy
 from zoo.train.callbacks import EvalCallback
 
@@ -59,7 +60,7 @@ def policy():
 
 
 def test_eval_callback_logs_every_n_steps(tmp_path, fake_suite, policy, tiny_world):  # noqa: F811
-    callback = EvalCallback(fake_suite, every_n_steps=2, limit=2, source={"world": str(tiny_world)}, batch_size=2)
+    callback = EvalCallback(run_suite, fake_suite, every_n_steps=2, limit=2, source={"world": str(tiny_world)}, batch_size=2)
     trainer, module = _fit(tmp_path, policy, [callback])
 
     rows = list(csv.DictReader((tmp_path / "logs" / "csv" / "version_0" / "metrics.csv").open()))
@@ -85,4 +86,4 @@ def test_eval_callback_logs_every_n_steps(tmp_path, fake_suite, policy, tiny_wor
 
 def test_eval_callback_rejects_bad_interval():
     with pytest.raises(ValueError, match="every_n_steps"):
-        EvalCallback("x", every_n_steps=0)
+        EvalCallback(run_suite, "x", every_n_steps=0)

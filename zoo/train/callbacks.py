@@ -1,9 +1,11 @@
 """Lightning callbacks: benchmark evaluation during training.
 
-`EvalCallback` runs a benchmark suite on the module's policy every N optimizer steps, logs each
-numeric metric as ``eval/<task>/<metric>`` (nested metric keys joined with ``/``) to every logger
-at ``step=global_step``, also puts them in ``trainer.callback_metrics`` (so checkpoint monitors and
-the run's ``metrics.json`` see them), and appends the full results to ``<run>/eval_history.jsonl``.
+`EvalCallback` runs a benchmark suite on the module's policy every N optimizer steps with the suite
+runner it is given (`benchmarks.suites.run_suite`, built from the config's ``eval.runner``: training
+never imports the benchmarks, which sit above it). It logs each numeric metric as
+``eval/<task>/<metric>`` (nested metric keys joined with ``/``) to every logger at
+``step=global_step``, also puts them in ``trainer.callback_metrics`` (so checkpoint monitors and the
+run's ``metrics.json`` see them), and appends the full results to ``<run>/eval_history.jsonl``.
 
 It only runs on global rank zero (other ranks go on and wait at their next collective), uses the
 policy in eval mode without gradients and restores its train mode, and saves and restores the
@@ -15,11 +17,14 @@ from __future__ import annotations
 import json
 import logging
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+
+from zoo.results import flatten_metrics, is_number
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +53,15 @@ class _RNGState:
 class EvalCallback(L.Callback):
     """Run ``suite`` on ``pl_module.policy`` every ``every_n_steps`` optimizer steps (rank zero).
 
+    ``runner(policy, suite, model_name, limit=, seed=, source=, config=, batch_size=, progress=)`` runs the
+    suite and returns a results dict (`zoo.results`); `benchmarks.suites.run_suite` is the one zoo uses.
     ``source`` (e.g. ``{"world": PATH}``) goes to the suite's tasks; ``limit`` caps items per task.
     ``history`` is the JSONL file the results go to (default ``<trainer.default_root_dir>/eval_history.jsonl``).
     """
 
     def __init__(
         self,
+        runner: Callable[..., dict],
         suite: str,
         every_n_steps: int,
         limit: int | None = None,
@@ -65,7 +73,7 @@ class EvalCallback(L.Callback):
     ):
         if every_n_steps < 1:
             raise ValueError(f"every_n_steps must be ≥ 1, not {every_n_steps}")
-        self.suite, self.every_n_steps, self.limit = suite, every_n_steps, limit
+        self.runner, self.suite, self.every_n_steps, self.limit = runner, suite, every_n_steps, limit
         self.source = dict(source or {})
         self.batch_size, self.seed, self.history, self.model_name = batch_size, seed, history, model_name
         self._last_step = -1
@@ -84,15 +92,13 @@ class EvalCallback(L.Callback):
         self.evaluate(trainer, pl_module)
 
     def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
-        from benchmarks.results import flatten_metrics, is_number, run_suite
-
         step = trainer.global_step
         policy = pl_module.policy
         was_training = policy.training
         policy.eval()
         try:
             with _RNGState(), torch.no_grad():
-                results = run_suite(
+                results = self.runner(
                     policy, self.suite, self.model_name, limit=self.limit, seed=self.seed, source=self.source,
                     config={"step": step}, batch_size=self.batch_size, progress=False,
                 )

@@ -71,7 +71,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         from zoo.train.callbacks import EvalCallback
 
         source = {"world": str(cfg.data.path)} if cfg.data.get("world") else None
-        callbacks.append(EvalCallback(suite=cfg.eval.suite, every_n_steps=cfg.eval.every_n_steps,
+        runner = instantiate(cfg.eval.runner)  # from the config: zoo.train never imports benchmarks
+        callbacks.append(EvalCallback(runner, suite=cfg.eval.suite, every_n_steps=cfg.eval.every_n_steps,
                                       limit=cfg.eval.limit, source=source))
     # a new version_N per attempt, so a resumed run keeps the logs of the attempts before it
     loggers = [CSVLogger(out / "logs", name="csv"), TensorBoardLogger(out / "logs", name="tensorboard")]

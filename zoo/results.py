@@ -1,6 +1,7 @@
-"""Results files: run a suite on a model, write/read the results JSON, compare several of them.
+"""The results format: write/read a results JSON file, compare several of them.
 
-A results file is one JSON object::
+Benchmarks write it (`benchmarks.suites.run_suite`); the hub, the model cards, the leaderboard and the
+evaluation callback read it. A results file is one JSON object::
 
     {
       "model": "runs/sft/model",          # what was evaluated (a folder, a zoo name, a hub id)
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import tempfile
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
@@ -28,19 +28,6 @@ from typing import Any
 
 REQUIRED_KEYS = ("model", "revision", "suite", "created", "config", "results")
 MISSING = "—"
-
-
-def _seed(seed: int) -> None:
-    import torch
-
-    random.seed(seed)
-    torch.manual_seed(seed)
-    try:
-        import numpy as np
-
-        np.random.seed(seed)
-    except ImportError:  # pragma: no cover
-        pass
 
 
 def _jsonable(value: Any) -> Any:
@@ -58,52 +45,21 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def run_suite(
-    model,
-    suite: str,
-    model_name: str,
-    revision: str | None = None,
-    limit: int | None = None,
-    seed: int = 0,
-    source: dict | None = None,
-    config: dict | None = None,
-    batch_size: int = 64,
-    progress: bool = True,
-    return_samples: bool = False,
-):
-    """Run every task of ``suite`` on ``model``; the results dict (and, if asked, the samples by task).
-
-    torch/random/numpy are seeded with ``seed`` before each task, so a task's metrics do not depend
-    on the tasks before it and two runs on the same model give identical ``results``.
-    """
-    import torch
-
-    from benchmarks.suites import build_suite
-
-    source = dict(source or {})
-    tasks = build_suite(suite, **source)
-    metrics: dict[str, Any] = {}
-    samples: dict[str, list[dict[str, Any]]] = {}
-    for task in tasks:
-        if task.name in metrics:
-            raise ValueError(f"suite '{suite}' holds task '{task.name}' twice; give the entries distinct names")
-        _seed(seed)
-        with torch.no_grad():
-            out = task.run(model, limit=limit, batch_size=batch_size, progress=progress)
-        metrics[task.name] = out["metrics"]
-        samples[task.name] = out["samples"]
-    results = {
+def new_results(model_name: str, suite: str, metrics: Mapping[str, Any], revision: str | None = None,
+                config: Mapping[str, Any] | None = None) -> dict:
+    """A results dict of ``metrics`` (task → metrics), created now; paths and tuples made JSON-ready."""
+    return {
         "model": model_name,
         "revision": revision,
         "suite": suite,
         "created": utc_now(),
-        "config": _jsonable({**(config or {}), "limit": limit, "seed": seed, "batch_size": batch_size, "source": source}),
+        "config": _jsonable(dict(config or {})),
         "results": _jsonable(metrics),
     }
-    return (results, samples) if return_samples else results
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to a temp file beside ``path``, then rename it into place (never a half-written file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -133,8 +89,8 @@ def write_results(results: dict, samples_by_task: Mapping[str, Iterable[dict]] |
             for task, samples in samples_by_task.items()
             for sample in samples
         ]
-        _atomic_write(samples_path(path), "".join(line + "\n" for line in lines))
-    _atomic_write(path, json.dumps(_jsonable(results), sort_keys=True, indent=2, ensure_ascii=False) + "\n")
+        atomic_write(samples_path(path), "".join(line + "\n" for line in lines))
+    atomic_write(path, json.dumps(_jsonable(results), sort_keys=True, indent=2, ensure_ascii=False) + "\n")
     return path
 
 

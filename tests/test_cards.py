@@ -6,7 +6,7 @@ import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData, parse_eval_result_entries
 from huggingface_hub.repocard_data import model_index_to_eval_results
 
-from benchmarks.cards import card_data, numeric_metrics, to_eval_result_entries, to_model_index, write_eval_results
+from zoo.cards import card_data, numeric_metrics, to_eval_result_entries, to_model_index, write_eval_results
 
 RESULTS = {
     "model": "runs/sft/model",
