@@ -16,13 +16,13 @@ from zoo.align.reference import (
     CachedReference,
     FrozenReference,
     LoRAReference,
-    apply_lora,
     cache_key,
     dataset_fingerprint,
     media_frozen,
     model_hash,
 )
 from zoo.data.collate import ExampleEncoder, encode_rows, pad_batch
+from zoo.models.adapters import apply_lora
 from zoo.models.native import TINY_ARCHS
 
 N_ROWS = 6

@@ -137,7 +137,8 @@ def test_shared_prefix_equals_concat_with_audio_and_video(omni, media):
 @torch.no_grad()
 def test_a_frozen_reference_reuses_the_policys_audio_features(media):
     """Towers frozen: one audio-tower pass per batch serves the policy and the reference."""
-    from zoo.align.reference import FrozenReference, freeze_modules
+    from zoo.align.reference import FrozenReference
+    from zoo.models.adapters import freeze_modules
 
     policy = Policy(NativeBackbone(*make_tiny_native("qwen2_5_omni")))
     freeze_modules(policy, ["visual", "audio_tower"])

@@ -30,7 +30,7 @@ def load_policy(path: str | Path, dtype=None, device=None, trust_remote_code: bo
 
         policy = load_native_policy(path, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
     if freeze or lora:
-        from zoo.align.reference import apply_lora, freeze_modules
+        from zoo.models.adapters import apply_lora, freeze_modules
 
         freeze_modules(policy, freeze)
         if lora:
