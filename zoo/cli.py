@@ -19,11 +19,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_world(args: argparse.Namespace) -> int:
-    from zoo.train.data import ensure_world
+    from modalities.synthetic import ensure_world
 
     config = dict(kv.split("=", 1) for kv in args.set)
     config = {k: (float(v) if "." in v else int(v)) for k, v in config.items()}
-    path = ensure_world(args.world, args.out, config)
+    try:
+        path = ensure_world(args.world, args.out, config)
+    except KeyError as e:  # an unknown world: the message lists the known ones
+        print(f"zoo world: {e.args[0]}", file=sys.stderr)
+        return 2
     print(f"{args.world} world in {path}")
     return 0
 
@@ -157,7 +161,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     world = Path(args.world) if args.world else default_world()
     if not (world / "world.json").exists():
         print(f"generating the shapes world in {world} …", file=sys.stderr)
-        from zoo.train.data import ensure_world
+        from modalities.synthetic import ensure_world
 
         ensure_world("shapes", world)  # ShapesConfig's defaults are the shapes data recipe's
 
@@ -251,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_leaderboard)
 
     p = sub.add_parser("world", help="generate a synthetic world: zoo world shapes DIR [--set n_train=100]")
-    p.add_argument("world", choices=["shapes"])
+    p.add_argument("world", help="a registered synthetic world (modalities.synthetic.WORLDS), e.g. shapes")
     p.add_argument("out")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="world config field")
     p.set_defaults(func=cmd_world)

@@ -26,6 +26,7 @@ from modalities.synthetic.shapes import (
     render,
     sample_scene,
 )
+from modalities.synthetic.worlds import WORLDS, World, ensure_world, get_world
 
 __all__ = [
     "BIAS_PAIRS",
@@ -39,9 +40,13 @@ __all__ = [
     "SHAPES",
     "SYNONYMS",
     "ShapesConfig",
+    "WORLDS",
+    "World",
     "caption",
     "corpus",
+    "ensure_world",
     "generate_world",
+    "get_world",
     "hallucinate",
     "load_world",
     "mentioned_shapes",

@@ -32,6 +32,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
+from modalities.synthetic.worlds import WORLDS, World
+
 # --- world definition -----------------------------------------------------------------
 
 SHAPES = ("circle", "square", "triangle", "star", "diamond", "cross")  # caption order
@@ -585,3 +587,6 @@ def load_world(path: str | Path):
             rows = [json.loads(line) for line in f if line.strip()]
         splits[split] = Dataset.from_list(rows, features=_features(split))
     return DatasetDict(splits)
+
+
+WORLDS.register("shapes", World(ShapesConfig, generate_world))

@@ -7,7 +7,6 @@ the policy's processor with `attach`.
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections import Counter
 from functools import partial
@@ -19,18 +18,12 @@ from rich.progress import Progress
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+from modalities.synthetic import ensure_world
 from zoo.data.collate import Collator, ExampleEncoder, SkipReport, encode_rows
 from zoo.align.pairs import PairSource
 from zoo.data.formats import read_rows
 
 log = logging.getLogger(__name__)
-
-
-def ensure_world(world: str, path: str | Path, config: dict | None = None) -> Path:
-    """Generate the synthetic world ``world`` into ``path`` (a no-op when it is already there)."""
-    module = importlib.import_module(f"modalities.synthetic.{world}")
-    config_cls = next(v for k, v in vars(module).items() if k.endswith("Config") and isinstance(v, type))
-    return module.generate_world(path, config_cls(**(config or {})))
 
 
 class ChatDataModule(L.LightningDataModule):

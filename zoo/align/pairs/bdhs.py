@@ -352,7 +352,7 @@ def generate_dataset(
 
     source, output = Path(source), Path(output)
     if world is not None:
-        from zoo.train.data import ensure_world
+        from modalities.synthetic import ensure_world
 
         ensure_world(world, source, world_config)
     config = config if isinstance(config, BDHSConfig) else BDHSConfig(**(config or {}))
