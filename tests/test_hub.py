@@ -125,20 +125,32 @@ def test_missing_embedded_model_says_how_to_build_it(hub):
         load("shapes-vlm-dpo", hub=hub)  # the old name resolves to the entry
 
 
-def test_build_runs_the_recipe_and_pushes(hub, tmp_path, monkeypatch):
+def test_zoo_build_runs_the_recipe_and_pushes_then_load_finds_it(hub, tmp_path, monkeypatch, capsys):
     from tests.train.test_sft import tiny_overrides
-    from zoo import zoo_model
+    from zoo.cli import main
     from zoo.entries import ENTRIES, ZooEntry
 
     tiny = ZooEntry("tiny-sft", "composed", ("image",), ("recipe=sft",), "test/tiny-sft")
     monkeypatch.setitem(ENTRIES._entries, "tiny-sft", tiny)  # registered for this test only
+    monkeypatch.setenv("ZOO_HOME", str(hub.root.parent))
+    with pytest.raises(HubError, match="zoo build tiny-sft"):
+        load("tiny-sft", hub=hub)  # loading never trains
     extra = [o for o in tiny_overrides(tmp_path, steps=2) if not o.startswith("output_dir=")]
-    real_build = zoo_model.build_entry
-    monkeypatch.setattr(zoo_model, "build_entry",
-                        lambda name, hub=None: real_build(name, hub, runs_root=tmp_path / "runs", extra=tuple(extra)))
-    m = load("tiny-sft", hub=hub, build=True)
+    assert main(["build", "tiny-sft", *extra, "--runs-root", str(tmp_path / "runs")]) == 0
+    assert "tiny-sft built and pushed" in capsys.readouterr().out
+    m = load("tiny-sft", hub=hub)
     assert m.source == "local-hub" and hub.exists("test/tiny-sft")
     assert isinstance(m.generate("Describe the image.", images=[_image(tmp_path)], max_new_tokens=4), str)
+
+
+def test_zoo_build_refuses_unknown_and_gpu_entries(capsys):
+    from zoo.cli import main
+
+    assert main(["build", "shapes-vlm.dpoo"]) == 2
+    assert "did you mean 'shapes-vlm.dpo'" in capsys.readouterr().err
+    assert main(["build", "qwen2.5-vl-3b-bdhs"]) == 2  # an old name resolves; the entry needs a GPU
+    err = capsys.readouterr().err
+    assert "not built from the embedded world" in err and "--repo zoo/qwen2.5-vl-3b-bdhs" in err
 
 
 def _image(tmp_path):

@@ -41,11 +41,11 @@ elif not any(isinstance(f, _RegisterOnTransformersImport) for f in sys.meta_path
     sys.meta_path.insert(0, _RegisterOnTransformersImport())
 
 
-def load(name_or_path, revision=None, device=None, dtype=None, build: bool = False, hub=None):
+def load(name_or_path, revision=None, device=None, dtype=None, hub=None):
     """A `ZooModel` from a zoo name, a hub repo id or a local folder (see `zoo.zoo_model.load`)."""
     from zoo.zoo_model import load as _load
 
-    return _load(name_or_path, revision=revision, device=device, dtype=dtype, build=build, hub=hub)
+    return _load(name_or_path, revision=revision, device=device, dtype=dtype, hub=hub)
 
 
 def list_models():

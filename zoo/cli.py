@@ -81,9 +81,13 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from zoo.zoo_model import build_entry
+    from zoo.build import build_entry
 
-    rev = build_entry(args.name, runs_root=args.runs_root, extra=tuple(args.overrides))
+    try:
+        rev = build_entry(args.name, runs_root=args.runs_root, extra=tuple(args.overrides))
+    except (KeyError, ValueError) as e:  # an unknown name (the known ones are listed) or a GPU-only entry
+        print(f"zoo build: {e.args[0]}", file=sys.stderr)
+        return 2
     print(f"{args.name} built and pushed to the local hub at revision {rev}")
     return 0
 

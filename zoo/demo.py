@@ -3,8 +3,9 @@
 Generates the shapes world, trains the SFT `shapes-vlm` base, and evaluates it: object recall of
 captions on the unbiased test split, and how often it names the absent partner on the
 bias-trigger split — the hallucination that the alignment recipes exist to remove. Then aligns it
-with DPO (`recipe=dpo`), evaluates that, pushes both to the local hub (``zoo/shapes-vlm``,
-``zoo/shapes-vlm-dpo``), loads the aligned model back by name with `zoo.load` and prints the
+with DPO (`recipe=dpo`), evaluates that, pushes both to the local hub as the zoo entries ``shapes-vlm``
+and ``shapes-vlm.dpo`` (repos ``zoo/shapes-vlm``, ``zoo/shapes-vlm-dpo``; `zoo.build.push_entry`), loads
+the aligned model back by name with `zoo.load` and prints the
 comparison.
 """
 
@@ -58,8 +59,8 @@ def run_demo(output_dir: str = "runs/demo", overrides: list[str] | None = None, 
     ``overrides`` go to the SFT run; ``align_overrides`` to the DPO run (default: the data and
     trainer overrides among ``overrides``). Returns the SFT results (and, aligned, ``["aligned"]``).
     """
+    from zoo.build import push_entry
     from zoo.hub import LocalHub
-    from zoo.hub import push_run
     from zoo.results import compare_table
     from zoo.zoo_model import load
 
@@ -81,12 +82,8 @@ def run_demo(output_dir: str = "runs/demo", overrides: list[str] | None = None, 
                               f"output_dir={output_dir}-dpo", "overwrite=true", *align_overrides])
     dpo_run, dpo_results, _ = _train_and_eval(dpo_cfg, "shapes-vlm.dpo", console)
     hub = hub or LocalHub()
-    from zoo.entries import ENTRIES
-
-    revisions = {}
-    for name, path in (("shapes-vlm", run), ("shapes-vlm.dpo", dpo_run)):
-        repo = ENTRIES.get(name).repo  # the card takes name, backbone, modalities and base from the entry
-        revisions[repo] = push_run(path, repo, hub, message="zoo demo")
+    revisions = {name: push_entry(name, path, hub, message="zoo demo")
+                 for name, path in (("shapes-vlm", run), ("shapes-vlm.dpo", dpo_run))}
     aligned = load("shapes-vlm.dpo", hub=hub)
     console.print(f"loaded [bold]shapes-vlm.dpo[/] from the {aligned.source} ({hub.root}), revision {aligned.revision}")
     console.print(compare_table([results, aligned.results]))

@@ -28,6 +28,13 @@ class ZooEntry:
     embedded: bool = True  # buildable from the embedded synthetic world
     tags: tuple[str, ...] = field(default_factory=tuple)
 
+    def how_to_make(self) -> str:
+        """The commands that make this model: ``zoo build`` for an embedded entry, else train + push."""
+        if self.embedded:
+            return f"zoo build {self.name}"
+        run = f"runs/{self.name}"
+        return f"zoo train {' '.join(self.recipe)} output_dir={run} (on a GPU), then zoo push {run} --repo {self.repo}"
+
 
 _PRETRAINED = ("model=pretrained", "model.path={base}")
 

@@ -2,22 +2,19 @@
 
 Resolution order: a local model folder → the local hub (`zoo.hub.LocalHub`, checksums verified) →
 the HF Hub (``snapshot_download``, which honours ``HF_HUB_OFFLINE``, ``HF_ENDPOINT`` and ``HF_TOKEN``).
-A zoo name (`zoo.registry`) resolves to its entry's repo. With ``build=True`` an embedded entry found
-nowhere is built by its recipe and pushed to the local hub first.
+A zoo name (`zoo.entries`, old names included) resolves to its entry's repo. Loading never trains: an
+embedded entry that is in no hub yet is built with ``zoo build NAME`` (`zoo.build`).
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from zoo.hub import HubError, LocalHub, push_run
-
-log = logging.getLogger(__name__)
+from zoo.hub import HubError, LocalHub
 
 
 @dataclass
@@ -71,7 +68,7 @@ def _items(media) -> list:
     return [] if media is None else list(media) if isinstance(media, (list, tuple)) else [media]
 
 
-def load(name_or_path: str | Path, revision: str | None = None, device=None, dtype=None, build: bool = False,
+def load(name_or_path: str | Path, revision: str | None = None, device=None, dtype=None,
          hub: LocalHub | None = None) -> ZooModel:
     """Load a zoo model by zoo name, hub repo id or local folder (see module docstring)."""
     from zoo.models import load_policy
@@ -96,13 +93,8 @@ def load(name_or_path: str | Path, revision: str | None = None, device=None, dty
         path = _from_hf_hub(repo, revision, tried)
         if path is not None:
             return ZooModel(load_policy(path, dtype=dtype, device=device).eval(), "hf-hub", path, target, revision)
-    if entry is not None and entry.embedded and build:
-        build_entry(entry.name, hub=hub)
-        return load(target, revision=None, device=device, dtype=dtype, hub=hub)
-    if entry is not None and entry.embedded:
-        hint = f"build it with `zoo build {entry.name}` or load({entry.name!r}, build=True)"
-    elif entry is not None:
-        hint = f"train it on a GPU: zoo train {' '.join(entry.recipe)} output_dir=runs/{entry.name}, then zoo push"
+    if entry is not None:  # a zoo model not made yet: loading never trains, `zoo build` does
+        hint = f"make it first: {entry.how_to_make()}"
     else:
         hint = "check the name, or push the model first"
     raise HubError(f"cannot load {target!r}: " + "; ".join(tried) + f". {hint}")
@@ -118,23 +110,3 @@ def _from_hf_hub(repo: str, revision: str | None, tried: list[str]) -> Path | No
         offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
         tried.append(f"not on the HF Hub ({'offline' if offline else type(e).__name__})")
         return None
-
-
-def build_entry(name: str, hub: LocalHub | None = None, runs_root: str | Path = "runs", extra: tuple[str, ...] = ()) -> str:
-    """Train an embedded entry (its base first when missing) and push it to the local hub."""
-    from zoo.entries import ENTRIES
-    from zoo.train.run import compose_config, train
-
-    entry, hub = ENTRIES.get(name), hub or LocalHub()
-    overrides = list(entry.recipe)
-    if entry.base is not None:
-        base = ENTRIES.get(entry.base)
-        if not hub.exists(base.repo):
-            build_entry(base.name, hub, runs_root, extra)
-        base_path = hub.resolve(base.repo).path
-        overrides = [o.replace("{base}", str(base_path)) for o in overrides]
-    out = Path(runs_root) / entry.name
-    cfg = compose_config([*overrides, f"output_dir={out}", "overwrite=true", *extra])
-    log.info("building %s: zoo train %s", entry.name, " ".join(overrides))
-    train(cfg)
-    return push_run(out, entry.repo, hub, message=f"build {entry.name}")
