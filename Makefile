@@ -18,10 +18,13 @@ $(STAMP): pyproject.toml constraints.txt
 demo: setup
 	$(BIN)/zoo demo
 
+# lint-imports: the one-way dependency contracts of pyproject.toml ([tool.importlinter])
 test: setup
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 test-fast: setup
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -m "not slow"
 
 clean:

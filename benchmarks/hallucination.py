@@ -32,7 +32,7 @@ from typing import Any
 from benchmarks import readers
 from benchmarks.task import TASKS, Task
 from modalities.synthetic.shapes import SYNONYMS, ShapesConfig, generate_world, parse_yes_no
-from zoo.data.formats import read_rows
+from zoo.data import read_rows
 
 # --- object vocabularies ------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from rich.progress import Progress
 
-from zoo.data.collate import ExampleEncoder, pad_batch
+from zoo.data import ExampleEncoder, pad_batch
 from zoo.registry import Registry
 
 
