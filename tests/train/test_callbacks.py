@@ -60,7 +60,8 @@ def policy():
 
 
 def test_eval_callback_logs_every_n_steps(tmp_path, fake_suite, policy, tiny_world):  # noqa: F811
-    callback = EvalCallback(run_suite, fake_suite, every_n_steps=2, limit=2, source={"world": str(tiny_world)}, batch_size=2)
+    callback = EvalCallback(run_suite, fake_suite, every_n_steps=2, limit=2, source={"world": str(tiny_world)},
+                            batch_size=2)
     trainer, module = _fit(tmp_path, policy, [callback])
 
     rows = list(csv.DictReader((tmp_path / "logs" / "csv" / "version_0" / "metrics.csv").open()))
