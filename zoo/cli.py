@@ -19,15 +19,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_world(args: argparse.Namespace) -> int:
-    from modalities.synthetic import ensure_world
+    from modalities.synthetic import ensure_world, get_world
 
     config = dict(kv.split("=", 1) for kv in args.set)
     config = {k: (float(v) if "." in v else int(v)) for k, v in config.items()}
     try:
-        path = ensure_world(args.world, args.out, config)
+        get_world(args.world)
     except KeyError as e:  # an unknown world: the message lists the known ones
         print(f"zoo world: {e.args[0]}", file=sys.stderr)
         return 2
+    path = ensure_world(args.world, args.out, config)
     print(f"{args.world} world in {path}")
     return 0
 
@@ -64,8 +65,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     from rich.markup import escape
     from rich.table import Table
 
-    from zoo.hub import LocalHub
     from zoo.entries import ENTRIES, list_models
+    from zoo.hub import LocalHub
 
     hub = LocalHub()
     table = Table(title=f"zoo models (local hub: {hub.root})")
@@ -82,12 +83,17 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_build(args: argparse.Namespace) -> int:
     from zoo.build import build_entry
+    from zoo.entries import ENTRIES
 
     try:
-        rev = build_entry(args.name, runs_root=args.runs_root, extra=tuple(args.overrides))
-    except (KeyError, ValueError) as e:  # an unknown name (the known ones are listed) or a GPU-only entry
+        entry = ENTRIES.get(args.name)  # a name or an older alias
+    except KeyError as e:  # the message lists the known names
         print(f"zoo build: {e.args[0]}", file=sys.stderr)
         return 2
+    if not entry.embedded:
+        print(f"zoo build: {entry.name} is not built from the embedded world: {entry.how_to_make()}", file=sys.stderr)
+        return 2
+    rev = build_entry(entry.name, runs_root=args.runs_root, extra=tuple(args.overrides))
     print(f"{args.name} built and pushed to the local hub at revision {rev}")
     return 0
 
