@@ -28,10 +28,13 @@ WORLDS: Registry[World] = Registry("synthetic world")
 def get_world(name: str) -> World:
     """The registered world ``name``; its module (``modalities.synthetic.<name>``) is imported on first use."""
     if name not in WORLDS:
+        module = f"modalities.synthetic.{name}"
         try:
-            importlib.import_module(f"modalities.synthetic.{name}")
-        except ModuleNotFoundError:
-            pass  # WORLDS.get names the known worlds
+            importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name != module:  # the world exists but lacks a dependency: say that, not "unknown world"
+                raise
+            # no such module: WORLDS.get below names the known worlds
     return WORLDS.get(name)
 
 

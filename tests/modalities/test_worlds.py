@@ -33,3 +33,24 @@ def test_unknown_world_lists_the_known_ones(tmp_path, capsys):
         ensure_world("smells", tmp_path)
     assert main(["world", "smells", str(tmp_path / "w")]) == 2
     assert "known: shapes" in capsys.readouterr().err
+
+
+def test_a_world_module_is_imported_on_first_use(tmp_path, monkeypatch):
+    import sys
+
+    import modalities.synthetic as synthetic
+
+    (tmp_path / "dots.py").write_text(
+        "from modalities.synthetic.worlds import WORLDS, World\n"
+        "from modalities.synthetic.shapes import ShapesConfig, generate_world\n"
+        "WORLDS.register('dots', World(ShapesConfig, generate_world))\n")
+    (tmp_path / "smoke.py").write_text("import zoo_no_such_dependency\n")
+    monkeypatch.setattr(synthetic, "__path__", [*synthetic.__path__, str(tmp_path)])
+    monkeypatch.setattr(WORLDS, "_entries", dict(WORLDS._entries))  # 'dots' is registered for this test only
+    try:
+        assert get_world("dots").config is ShapesConfig
+        # a world module that exists but lacks a dependency names the dependency, not "unknown world"
+        with pytest.raises(ModuleNotFoundError, match="zoo_no_such_dependency"):
+            get_world("smoke")
+    finally:
+        sys.modules.pop("modalities.synthetic.dots", None)
