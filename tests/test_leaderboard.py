@@ -95,3 +95,13 @@ def test_page_in_headless_chromium(board, tmp_path):
     out = subprocess.run([BROWSER, *flags, "--window-size=1200,900", f"--screenshot={shot}", url],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and shot.stat().st_size > 10_000  # a real rendering, not a blank page
+
+
+def test_submit_takes_an_entry_name_or_its_older_alias(tmp_path, monkeypatch, capsys):
+    from zoo.cli import main
+
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "home"))
+    push_run(_run(tmp_path, "dpo", 0.072), "zoo/shapes-vlm-dpo", LocalHub())  # the entry's repo keeps its old name
+    assert main(["submit", "shapes-vlm.dpo"]) == 0
+    assert main(["submit", "shapes-vlm-dpo"]) == 0
+    assert capsys.readouterr().out.count("submitted shapes-vlm") == 2
