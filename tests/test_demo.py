@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from zoo.results import load_results
 from tests.train.test_sft import tiny_overrides
 from zoo.demo import run_demo
+from zoo.results import load_results
 
 
 def test_demo_runs_end_to_end(tmp_path, capsys):

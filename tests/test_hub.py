@@ -222,8 +222,8 @@ def test_pushed_card_is_valid_and_complete(hub, run_dir):
 
 
 def test_zoo_eval_takes_a_zoo_name(hub, run_dir, tiny_world, monkeypatch, capsys):
-    from zoo.results import load_results
     from zoo.cli import main
+    from zoo.results import load_results
 
     monkeypatch.setenv("ZOO_HOME", str(hub.root.parent))
     rev = push_run(run_dir, "zoo/shapes-vlm", hub)
@@ -245,8 +245,8 @@ def test_real_backbone_entries_on_tiny_stand_ins(name, arch, hub, tmp_path):
     from peft import PeftModel
 
     from tests.train.test_sft import tiny_overrides
-    from zoo.models.native import NativeBackbone, build_tiny_native
     from zoo.entries import ENTRIES
+    from zoo.models.native import NativeBackbone, build_tiny_native
     from zoo.train.run import compose_config, train
 
     entry = ENTRIES.get(name)

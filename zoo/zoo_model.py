@@ -71,8 +71,8 @@ def _items(media) -> list:
 def load(name_or_path: str | Path, revision: str | None = None, device=None, dtype=None,
          hub: LocalHub | None = None) -> ZooModel:
     """Load a zoo model by zoo name, hub repo id or local folder (see module docstring)."""
-    from zoo.models import load_policy
     from zoo.entries import ENTRIES
+    from zoo.models import load_policy
 
     hub = hub or LocalHub()
     target = str(name_or_path)

@@ -10,8 +10,8 @@ import pytest
 import torch
 from lightning.pytorch.loggers import CSVLogger
 
-from tests.benchmarks.test_suites import fake_suite  # noqa: F401  (fixture)
 from benchmarks.suites import run_suite
+from tests.benchmarks.test_suites import fake_suite  # noqa: F401  (fixture)
 from tests.conftest import build_tiny_policy
 from zoo.train.callbacks import EvalCallback
 
