@@ -78,31 +78,52 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_build(args: argparse.Namespace) -> int:
     from zoo.zoo_model import build_entry
 
-    rev = build_entry(args.name, runs_root=args.runs_root, extra=tuple(args.overrides))
-    print(f"{args.name} built and pushed to the local hub at revision {rev}")
+    pushed = build_entry(args.name, runs_root=args.runs_root, extra=tuple(args.overrides))
+    print(f"{args.name} built and pushed to the local hub: {pushed.describe()}")
     return 0
 
 
 def cmd_push(args: argparse.Namespace) -> int:
     from huggingface_hub.errors import HfHubHTTPError
 
-    from zoo.hub import push_run, push_run_to_hf
+    from zoo.hub import HubError, push_run, push_run_to_hf
 
     try:
         if args.hub == "hf":
             rev = push_run_to_hf(args.run_dir, args.repo, message=args.message or "")
+            done = f"HF Hub, revision {rev}"
         else:
-            rev = push_run(args.run_dir, args.repo, message=args.message or "")
+            done = f"local hub: {push_run(args.run_dir, args.repo, message=args.message or '').describe()}"
     except HfHubHTTPError as e:
         status = getattr(getattr(e, "response", None), "status_code", None)
         hint = " (log in with `hf auth login` or set HF_TOKEN)" if status in (401, 403) else ""
         first = (str(e).splitlines() or [type(e).__name__])[0]
         print(f"zoo push: the HF Hub refused the push: {first}{hint}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError, HubError) as e:
         print(f"zoo push: {e}", file=sys.stderr)
         return 2
-    print(f"pushed {args.run_dir} to {args.repo} ({'HF Hub' if args.hub == 'hf' else 'local hub'}) at revision {rev}")
+    print(f"pushed {args.run_dir} to {args.repo} ({done})")
+    return 0
+
+
+def cmd_hub(args: argparse.Namespace) -> int:
+    from zoo.hub import HubError, LocalHub
+
+    hub = LocalHub()
+    try:
+        reclaimed = hub.gc(args.repo, args.kind)
+    except HubError as e:
+        print(f"zoo hub gc: {e}", file=sys.stderr)
+        return 2
+    done = {repo: r for repo, r in reclaimed.items() if r is not None}
+    for repo, (n, size) in done.items():
+        if n:
+            print(f"{repo}: removed {n} leftover(s) of killed pushes ({size / 2**20:.1f} MiB)")
+    for repo in reclaimed.keys() - done.keys():
+        print(f"{repo}: skipped, a push to it is in progress (run gc again later)")
+    n, size = sum(n for n, _ in done.values()), sum(size for _, size in done.values())
+    print(f"reclaimed {n} leftover(s), {size / 2**20:.1f} MiB, in {len(done)} repo(s) of {hub.root}")
     return 0
 
 
@@ -233,6 +254,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hub", default="local", choices=["local", "hf"])
     p.add_argument("--message", default=None)
     p.set_defaults(func=cmd_push)
+
+    p = sub.add_parser("hub", help="local hub upkeep: zoo hub gc [ORG/NAME] reclaims what killed pushes left")
+    p.add_argument("action", choices=["gc"])
+    p.add_argument("repo", nargs="?", default=None, help="one repo (default: every repo)")
+    p.add_argument("--kind", default=None, choices=["model", "dataset"], help="default: both")
+    p.set_defaults(func=cmd_hub)
 
     p = sub.add_parser("submit", help="submit a model's results to the leaderboard: zoo submit NAME_OR_REPO")
     p.add_argument("model")
