@@ -164,16 +164,20 @@ def default_world() -> Path:
 def cmd_eval(args: argparse.Namespace) -> int:
     from benchmarks.results import compare_table, run_suite, write_results
 
-    from zoo.hub import HubError
+    from benchmarks.suites import SUITES
+    from zoo.hub import HubError, folder_id
     from zoo.zoo_model import load
 
+    if args.suite not in SUITES:  # before loading a model for nothing
+        print(f"zoo eval: unknown suite {args.suite!r}; suites: {', '.join(sorted(SUITES))}", file=sys.stderr)
+        return 2
     try:  # a local folder, a zoo name or a hub repo, resolved as `zoo.load` does
-        model = load(args.model)
+        model = load(args.model, revision=args.revision)
     except (HubError, OSError, ValueError) as e:
         print(f"zoo eval: {e}", file=sys.stderr)
         return 2
-    if args.revision is None and model.revision is not None:
-        args.revision = model.revision
+    # what was evaluated, exactly: the resolved revision, or for a folder the revision id its files would get
+    revision = folder_id(model.path) if model.source == "folder" else model.revision
     world = Path(args.world) if args.world else default_world()
     if not (world / "world.json").exists():
         print(f"generating the shapes world in {world} …", file=sys.stderr)
@@ -185,7 +189,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.device:
         policy = policy.to(args.device)
     results, samples = run_suite(
-        policy, args.suite, model_name=args.name or str(args.model), revision=args.revision, limit=args.limit,
+        policy, args.suite, model_name=args.name or str(args.model), revision=revision, limit=args.limit,
         seed=args.seed, source={"world": str(world)}, batch_size=args.batch_size, return_samples=True,
     )
     path = write_results(results, samples, args.output)
@@ -295,7 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", default=None, help="model name recorded in the results (default: the MODEL argument)")
-    p.add_argument("--revision", default=None, help="model revision recorded in the results")
+    p.add_argument("--revision", default=None, help="the hub revision to evaluate (an id or a prefix; default "
+                   "main); the resolved id is recorded in the results")
     p.add_argument("--device", default=None, help="e.g. cuda; default: where the model loads")
     p.add_argument("--output", default="results.json", help="results JSON (samples go to <stem>.samples.jsonl)")
     p.set_defaults(func=cmd_eval)
