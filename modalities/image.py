@@ -52,6 +52,8 @@ def load_image(src: ImageLike, root: str | Path | None = None, max_pixels: int |
         raise MediaError(f"image file not found: {e.filename}") from None
     except Image.DecompressionBombError as e:  # PIL's own hard limit, checked when it reads the header
         raise MediaError(f"image too large, refused before decoding ({e})") from None
+    except MediaError:
+        raise
     except (UnidentifiedImageError, OSError, ValueError, TypeError) as e:
         raise MediaError(f"unreadable image ({type(e).__name__}: {e})") from None
     raise MediaError(f"cannot read an image from a {type(src).__name__}")

@@ -66,7 +66,9 @@ def test_the_pixel_limit_is_configurable(tiny_policy, tiny_world, row):
     assert load_image(tiny_world / "big.png").size == (300, 200)  # under the default
     row["images"] = ["big.png"]
     strict = ExampleEncoder(tiny_policy.processor, max_length=96, media_root=tiny_world, max_image_pixels=50_000)
-    assert "over the limit of 50,000" in str(_error(strict, row))
+    assert _error(strict, row).reason.startswith("image too large: 300×200")
+    _, report = encode_rows([row], strict.encode, skip_bad=True)
+    assert report.skipped == {"images: too large": 1}
 
 
 @pytest.mark.parametrize("images,expected", [
