@@ -177,3 +177,12 @@ def test_row_errors_name_the_file_the_rows_came_from(tmp_path, tiny_world, tiny_
     (data / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     with pytest.raises(DataError, match=r"bad/train.jsonl, example train\[2\], field 'images': expected a list"):
         ChatDataModule(str(data), val_split=None).attach(tiny_policy.processor).setup("fit")
+
+
+def test_a_public_format_file_with_a_bad_line_names_it(tmp_path):
+    from zoo.data.formats import load_format
+
+    good = {"question": "What is shown?", "chosen": "A cat.", "rejected": "A dog.", "image_path": "x.png"}
+    _jsonl(tmp_path / "rlaif.jsonl", good, {3: b'{"question": "unterminated}'})
+    with pytest.raises(DataError, match=r"rlaif.jsonl, line 3: malformed JSON"):
+        load_format(tmp_path / "rlaif.jsonl", "rlaif_v")

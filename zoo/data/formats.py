@@ -421,14 +421,16 @@ def _undecoded(ds):
     return ds
 
 
-def _load_file(path: Path):
+def _load_file(path: Path) -> list[dict]:
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":  # line by line: a bad line is a DataError naming it, not an Arrow error
+        return _read_jsonl(path, False, Counter())
     import datasets
 
-    suffix = path.suffix.lower()
-    if suffix in (".json", ".jsonl"):
-        return datasets.Dataset.from_json(str(path), keep_in_memory=True)
+    if suffix == ".json":
+        return _undecoded(datasets.Dataset.from_json(str(path), keep_in_memory=True)).to_list()
     if suffix == ".parquet":
-        return datasets.Dataset.from_parquet(str(path), keep_in_memory=True)
+        return _undecoded(datasets.Dataset.from_parquet(str(path), keep_in_memory=True)).to_list()
     raise ValueError(f"unsupported file type '{suffix}' for {path} (expected .json, .jsonl or .parquet)")
 
 
@@ -450,11 +452,11 @@ def load_format(
     """
     path = Path(path_or_repo)
     if path.is_file():
-        rows = _undecoded(_load_file(path)).to_list()
+        rows = _load_file(path)
     elif path.is_dir():
         candidates = [path / f"{split}{ext}" for ext in (".json", ".jsonl", ".parquet")]
         found = next((c for c in candidates if c.exists()), None)
-        rows = _undecoded(_load_file(found)).to_list() if found else read_rows(path, split)
+        rows = _load_file(found) if found else read_rows(path, split)
     else:
         import datasets
 
