@@ -159,6 +159,9 @@ class Pushed(str):
         self.repo_id, self.created, self.previous = repo_id, created, previous
         return self
 
+    def __getnewargs__(self):  # copy and pickle rebuild it through __new__
+        return str(self), self.repo_id, self.created, self.previous
+
     def describe(self) -> str:
         if self.created:
             return f"{self.repo_id} is now at the new revision {self}"

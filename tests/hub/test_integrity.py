@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import random
 import signal
 import stat
@@ -60,6 +61,7 @@ def test_a_rewritten_manifest_does_not_make_tampered_files_load(hub, tmp_path):
     (path / MANIFEST).write_text("{")
     with pytest.raises(IntegrityError, match="unreadable manifest"):
         hub.resolve(REPO)
+    assert hub.revisions(REPO) == [rev]  # still listed (and refused by resolve)
 
 
 @pytest.mark.parametrize("point", POINTS)
@@ -123,6 +125,7 @@ def test_identical_content_returns_the_stored_revision_and_says_so(hub, tmp_path
     first = hub.push(folder, REPO)
     again = hub.push(folder, REPO)
     assert again == first and first.created and not again.created
+    assert pickle.loads(pickle.dumps(again)).describe() == again.describe()
     assert again.describe() == f"nothing new: {REPO} is already at revision {first} (identical content)"
     other = hub.push(_folder(tmp_path / "g", 1), REPO)
     back = hub.push(folder, REPO)  # the old content again: main goes back to its revision
