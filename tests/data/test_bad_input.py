@@ -186,3 +186,18 @@ def test_a_public_format_file_with_a_bad_line_names_it(tmp_path):
     _jsonl(tmp_path / "rlaif.jsonl", good, {3: b'{"question": "unterminated}'})
     with pytest.raises(DataError, match=r"rlaif.jsonl, line 3: malformed JSON"):
         load_format(tmp_path / "rlaif.jsonl", "rlaif_v")
+
+
+def test_skipped_lines_are_counted_once_however_often_the_rows_are_read(tmp_path, tiny_world, tiny_policy):
+    import shutil
+
+    from zoo.train.data import PairDataModule
+
+    data = tmp_path / "bad"
+    shutil.copytree(tiny_world, data)
+    with (data / "pairs.jsonl").open("ab") as f:
+        f.write(b"not json\n")
+    dm = PairDataModule(str(data), skip_bad=True).attach(tiny_policy.processor)
+    dm.fingerprint()  # reads the rows once more (as the cached reference does)
+    dm.setup("fit")
+    assert dm.skip_summary()["pairs"]["reasons"] == {"line: malformed JSON": 1}

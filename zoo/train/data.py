@@ -73,7 +73,8 @@ class ChatDataModule(L.LightningDataModule):
             ensure_world(self.world, self.media_root, self.world_config)
 
     def rows(self, split: str, limit: int | None = None) -> list[dict]:
-        rows = read_rows(self.path, split, self.skip_bad, self.unreadable.setdefault(split, Counter()))
+        self.unreadable[split] = Counter()  # afresh: the fingerprint reads the rows again
+        rows = read_rows(self.path, split, self.skip_bad, self.unreadable[split])
         for i, row in enumerate(rows):
             row.setdefault("example_index", f"{split}[{i}]")
         if self.tasks is not None:
