@@ -23,31 +23,49 @@ PLACEHOLDER = "<image>"
 
 ImageLike = Any  # a path, bytes, a {"bytes"|"path"} dict (HF `Image` feature), an array or a PIL image
 
+# Files and bytes larger than this are refused before decoding (a decompression bomb: a tiny PNG whose
+# header claims 20000×20000 would take 1.2 GB). 8192×8192 is far above what any VLM processor keeps.
+MAX_IMAGE_PIXELS = 8192 * 8192
 
-def load_image(src: ImageLike, root: str | Path | None = None) -> Image.Image:
-    """Read an image into RGB. Relative paths resolve against ``root``; failures raise MediaError."""
+
+def load_image(src: ImageLike, root: str | Path | None = None, max_pixels: int | None = MAX_IMAGE_PIXELS) -> Image.Image:
+    """Read an image into RGB. Relative paths resolve against ``root``; a file or bytes of more than
+    ``max_pixels`` pixels (None: PIL's own limit only) and every other failure raise MediaError."""
     try:
         if isinstance(src, Image.Image):
             return src.convert("RGB")
         if isinstance(src, dict):  # the HF datasets `Image` feature
             if src.get("bytes") is not None:
-                return load_image(src["bytes"])
-            return load_image(src.get("path"), root)
+                return load_image(src["bytes"], max_pixels=max_pixels)
+            return load_image(src.get("path"), root, max_pixels)
         if isinstance(src, (bytes, bytearray)):
             with Image.open(io.BytesIO(src)) as im:
-                return im.convert("RGB")
+                return _decode(im, max_pixels)
         if isinstance(src, np.ndarray):
             array = src if src.dtype == np.uint8 else np.clip(src * 255.0, 0, 255).astype(np.uint8)
             return Image.fromarray(array).convert("RGB")
         if isinstance(src, (str, Path)):
             path = resolve_path(src, root)
             with Image.open(path) as im:
-                return im.convert("RGB")
+                return _decode(im, max_pixels)
     except FileNotFoundError as e:
         raise MediaError(f"image file not found: {e.filename}") from None
+    except Image.DecompressionBombError as e:  # PIL's own hard limit, checked when it reads the header
+        raise MediaError(f"image too large, refused before decoding ({e})") from None
+    except MediaError:
+        raise
     except (UnidentifiedImageError, OSError, ValueError, TypeError) as e:
         raise MediaError(f"unreadable image ({type(e).__name__}: {e})") from None
     raise MediaError(f"cannot read an image from a {type(src).__name__}")
+
+
+def _decode(im: Image.Image, max_pixels: int | None) -> Image.Image:
+    """Decode an opened image (only its header is read so far) unless it claims more than ``max_pixels``."""
+    width, height = im.size
+    if max_pixels is not None and width * height > max_pixels:
+        raise MediaError(f"image too large: {width}×{height} = {width * height:,} pixels, over the limit of "
+                         f"{max_pixels:,} (a decompression bomb? raise data.max_image_pixels if it is genuine)")
+    return im.convert("RGB")
 
 
 @dataclass

@@ -71,7 +71,8 @@ def test_tampered_or_extra_files_are_refused(hub, tmp_path):
         hub.resolve("me/m")
 
 
-def test_a_push_killed_midway_leaves_main_unchanged(hub, tmp_path, monkeypatch):
+def test_a_push_failing_midway_leaves_main_unchanged_and_cleans_up(hub, tmp_path, monkeypatch):
+    """An exception mid-copy (real kills: tests/hub/test_integrity.py)."""
     folder = tmp_path / "f"
     folder.mkdir()
     for i in range(4):
@@ -81,20 +82,20 @@ def test_a_push_killed_midway_leaves_main_unchanged(hub, tmp_path, monkeypatch):
     import zoo.hub as zhub
 
     calls = {"n": 0}
-    real_copy = zhub.shutil.copy2
+    real_copy = zhub.shutil.copyfile
 
-    def dying_copy(src, dst):
+    def failing_copy(src, dst):
         calls["n"] += 1
         if calls["n"] == 3:
-            raise KeyboardInterrupt("killed")
+            raise KeyboardInterrupt("interrupted")
         return real_copy(src, dst)
 
-    monkeypatch.setattr(zhub.shutil, "copy2", dying_copy)
+    monkeypatch.setattr(zhub.shutil, "copyfile", failing_copy)
     with pytest.raises(KeyboardInterrupt):
         hub.push(folder, "me/m")
     monkeypatch.undo()
-    assert hub.main("me/m") == good and hub.revisions("me/m") == [good]
-    assert not [p for p in (hub.repo_dir("me/m") / "revisions").iterdir() if p.name.startswith(".")]
+    assert calls["n"] == 3 and hub.main("me/m") == good and hub.revisions("me/m") == [good]
+    assert not list((hub.repo_dir("me/m") / zhub.STAGING).iterdir())
     hub.resolve("me/m")  # still verifies
 
 

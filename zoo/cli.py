@@ -94,30 +94,51 @@ def cmd_build(args: argparse.Namespace) -> int:
         print(f"zoo build: {entry.name} is not built from the embedded world: {entry.how_to_make()}", file=sys.stderr)
         return 2
     rev = build_entry(entry.name, runs_root=args.runs_root, extra=tuple(args.overrides))
-    print(f"{args.name} built and pushed to the local hub at revision {rev}")
+    print(f"{args.name} built and pushed to the local hub: {rev.describe()}")
     return 0
 
 
 def cmd_push(args: argparse.Namespace) -> int:
     from huggingface_hub.errors import HfHubHTTPError
 
-    from zoo.hub import push_run, push_run_to_hf
+    from zoo.hub import HubError, push_run, push_run_to_hf
 
     try:
         if args.hub == "hf":
             rev = push_run_to_hf(args.run_dir, args.repo, message=args.message or "")
+            done = f"HF Hub, revision {rev}"
         else:
-            rev = push_run(args.run_dir, args.repo, message=args.message or "")
+            done = f"local hub: {push_run(args.run_dir, args.repo, message=args.message or '').describe()}"
     except HfHubHTTPError as e:
         status = getattr(getattr(e, "response", None), "status_code", None)
         hint = " (log in with `hf auth login` or set HF_TOKEN)" if status in (401, 403) else ""
         first = (str(e).splitlines() or [type(e).__name__])[0]
         print(f"zoo push: the HF Hub refused the push: {first}{hint}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError, HubError) as e:
         print(f"zoo push: {e}", file=sys.stderr)
         return 2
-    print(f"pushed {args.run_dir} to {args.repo} ({'HF Hub' if args.hub == 'hf' else 'local hub'}) at revision {rev}")
+    print(f"pushed {args.run_dir} to {args.repo} ({done})")
+    return 0
+
+
+def cmd_hub(args: argparse.Namespace) -> int:
+    from zoo.hub import HubError, LocalHub
+
+    hub = LocalHub()
+    try:
+        reclaimed = hub.gc(args.repo, args.kind)
+    except HubError as e:
+        print(f"zoo hub gc: {e}", file=sys.stderr)
+        return 2
+    done = {repo: r for repo, r in reclaimed.items() if r is not None}
+    for repo, (n, size) in done.items():
+        if n:
+            print(f"{repo}: removed {n} leftover(s) of killed pushes ({size / 2**20:.1f} MiB)")
+    for repo in reclaimed.keys() - done.keys():
+        print(f"{repo}: skipped, a push to it is in progress (run gc again later)")
+    n, size = sum(n for n, _ in done.values()), sum(size for _, size in done.values())
+    print(f"reclaimed {n} leftover(s), {size / 2**20:.1f} MiB, in {len(done)} repo(s) of {hub.root}")
     return 0
 
 
@@ -156,18 +177,21 @@ def default_world() -> Path:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from benchmarks.suites import run_suite
-    from zoo.hub import HubError
+    from benchmarks.suites import SUITES, run_suite
+    from zoo.hub import HubError, folder_id
     from zoo.results import compare_table, write_results
     from zoo.zoo_model import load
 
+    if args.suite not in SUITES:  # before loading a model for nothing
+        print(f"zoo eval: unknown suite {args.suite!r}; suites: {', '.join(sorted(SUITES))}", file=sys.stderr)
+        return 2
     try:  # a local folder, a zoo name or a hub repo, resolved as `zoo.load` does
-        model = load(args.model)
+        model = load(args.model, revision=args.revision)
     except (HubError, OSError, ValueError) as e:
         print(f"zoo eval: {e}", file=sys.stderr)
         return 2
-    if args.revision is None and model.revision is not None:
-        args.revision = model.revision
+    # what was evaluated, exactly: the resolved revision, or for a folder the revision id its files would get
+    revision = folder_id(model.path) if model.source == "folder" else model.revision
     world = Path(args.world) if args.world else default_world()
     if not (world / "world.json").exists():
         print(f"generating the shapes world in {world} …", file=sys.stderr)
@@ -179,7 +203,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.device:
         policy = policy.to(args.device)
     results, samples = run_suite(
-        policy, args.suite, model_name=args.name or str(args.model), revision=args.revision, limit=args.limit,
+        policy, args.suite, model_name=args.name or str(args.model), revision=revision, limit=args.limit,
         seed=args.seed, source={"world": str(world)}, batch_size=args.batch_size, return_samples=True,
     )
     path = write_results(results, samples, args.output)
@@ -249,6 +273,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--message", default=None)
     p.set_defaults(func=cmd_push)
 
+    p = sub.add_parser("hub", help="local hub upkeep: zoo hub gc [ORG/NAME] reclaims what killed pushes left")
+    p.add_argument("action", choices=["gc"])
+    p.add_argument("repo", nargs="?", default=None, help="one repo (default: every repo)")
+    p.add_argument("--kind", default=None, choices=["model", "dataset"], help="default: both")
+    p.set_defaults(func=cmd_hub)
+
     p = sub.add_parser("submit", help="submit a model's results to the leaderboard: zoo submit NAME_OR_REPO")
     p.add_argument("model")
     p.add_argument("--revision", default=None)
@@ -283,7 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", default=None, help="model name recorded in the results (default: the MODEL argument)")
-    p.add_argument("--revision", default=None, help="model revision recorded in the results")
+    p.add_argument("--revision", default=None, help="the hub revision to evaluate (an id or a prefix; default "
+                   "main); the resolved id is recorded in the results")
     p.add_argument("--device", default=None, help="e.g. cuda; default: where the model loads")
     p.add_argument("--output", default="results.json", help="results JSON (samples go to <stem>.samples.jsonl)")
     p.set_defaults(func=cmd_eval)

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from zoo.hub import LocalHub, upload_to_hf
+from zoo.hub import MANIFEST, LocalHub, upload_to_hf
 from zoo.results import flatten_metrics, is_number
 
 LEADERBOARD_REPO = "zoo/leaderboard"
@@ -70,22 +70,26 @@ def submit(model: str, hub: LocalHub | None = None, repo: str = LEADERBOARD_REPO
     request, results = submission(model, hub=hub, **kwargs)
     slug = _slug(model, request["revision"])
     files = {f"requests/{slug}.json": request, f"results/{slug}.json": results}
-    with tempfile.TemporaryDirectory() as tmp:
-        stage = Path(tmp) / "repo"
-        if to_hf:
-            stage.mkdir()
-        elif hub.exists(repo, kind="dataset"):
-            shutil.copytree(hub.resolve(repo, kind="dataset").path, stage,
-                            ignore=shutil.ignore_patterns(".zoo-manifest.json"))
-        else:
-            stage.mkdir()
+    message = f"submit {model}@{request['revision']}"
+
+    def add_files(stage: Path) -> None:
         for rel, content in files.items():
             (stage / rel).parent.mkdir(parents=True, exist_ok=True)
             (stage / rel).write_text(json.dumps(content, indent=2, sort_keys=True) + "\n")
-        if to_hf:
-            upload_to_hf(stage, repo, f"submit {model}@{request['revision']}", repo_type="dataset")
-        else:
-            hub.push(stage, repo, message=f"submit {model}@{request['revision']}", kind="dataset")
+
+    if to_hf:
+        with tempfile.TemporaryDirectory() as tmp:
+            add_files(Path(tmp))
+            upload_to_hf(tmp, repo, message, repo_type="dataset")
+        return request
+
+    def stage_submission(stage: Path) -> None:  # runs under the repo's lock: no submission is lost to a race
+        if hub.exists(repo, kind="dataset"):
+            shutil.copytree(hub.resolve(repo, kind="dataset").path, stage, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns(MANIFEST))
+        add_files(stage)
+
+    hub.push_with(stage_submission, repo, message, kind="dataset")
     return request
 
 

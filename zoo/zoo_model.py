@@ -78,11 +78,17 @@ def load(name_or_path: str | Path, revision: str | None = None, device=None, dty
     target = str(name_or_path)
     folder = Path(target).expanduser()
     if folder.is_dir() and (folder / "config.json").is_file():
+        if revision is not None:
+            raise HubError(f"{target!r} is a local folder, which has no revisions: drop the revision, or load "
+                           "a hub repo")
         return ZooModel(load_policy(folder, dtype=dtype, device=device).eval(), "folder", folder, target)
     if target.startswith(("/", ".", "~")) or target.count("/") > 1:  # a path, not a zoo name or 'org/name'
         raise HubError(f"model folder {target!r} does not exist or holds no config.json; pass a local model "
                        "folder, a zoo name (zoo list) or a hub repo 'org/name'")
     entry = ENTRIES.get(target) if target in ENTRIES else None
+    if entry is None and "/" not in target:
+        raise HubError(f"unknown zoo name {target!r}; known names: {', '.join(ENTRIES.names())} (or pass a hub "
+                       "repo 'org/name' or a local model folder)")
     repo = entry.repo if entry else target
     if hub.exists(repo):
         rev = hub.resolve(repo, revision)  # verifies every file's sha256
@@ -91,8 +97,9 @@ def load(name_or_path: str | Path, revision: str | None = None, device=None, dty
     tried = [f"no local folder {target!r}", f"not in the local hub {hub.root}"]
     if "/" in repo:
         path = _from_hf_hub(repo, revision, tried)
-        if path is not None:
-            return ZooModel(load_policy(path, dtype=dtype, device=device).eval(), "hf-hub", path, target, revision)
+        if path is not None:  # a snapshot folder is named by its full commit id: record that, not a branch name
+            commit = path.name if path.parent.name == "snapshots" else revision
+            return ZooModel(load_policy(path, dtype=dtype, device=device).eval(), "hf-hub", path, target, commit)
     if entry is not None:  # a zoo model not made yet: loading never trains, `zoo build` does
         hint = f"make it first: {entry.how_to_make()}"
     else:

@@ -22,7 +22,7 @@ import torch
 
 from modalities import MediaError
 from modalities.audio import load_audio
-from modalities.image import load_image
+from modalities.image import MAX_IMAGE_PIXELS, load_image
 from modalities.video import load_video
 from zoo.data.batches import (
     CHOSEN_REJECTED,
@@ -71,8 +71,9 @@ class ExampleEncoder:
     """
 
     def __init__(self, processor, max_length: int | None = None, media_root: str | Path | None = None,
-                 video_frames: int = 8):
+                 video_frames: int = 8, max_image_pixels: int | None = MAX_IMAGE_PIXELS):
         self.processor = processor
+        self.max_image_pixels = max_image_pixels
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.max_length = max_length
         self.media_root = media_root
@@ -94,7 +95,7 @@ class ExampleEncoder:
     def load_media(self, row: dict, index: Any) -> dict[str, list]:
         """The row's media, read and decoded, as the processor's keyword arguments (only kinds present)."""
         loaders = {
-            "image": ("images", lambda item: load_image(item, self.media_root)),
+            "image": ("images", lambda item: load_image(item, self.media_root, self.max_image_pixels)),
             "audio": ("audio", lambda item: load_audio(item, self.media_root, self.sampling_rate)),
             "video": ("videos", lambda item: load_video(item, self.media_root, self.video_frames)),
         }
@@ -257,20 +258,21 @@ class SkipReport:
 
 
 def encode_rows(
-    rows, encode: Callable[[dict, Any], Any], skip_bad: bool = False, progress=None
+    rows, encode: Callable[[dict, Any], Any], skip_bad: bool = False, progress=None, source: Any = None
 ) -> tuple[list, SkipReport]:
     """Encode every row once with ``encode(row, index)`` (e.g. ``encoder.encode`` for SFT examples,
-    ``encoder.encode_group`` for preference rows). Bad rows raise DataError, or are skipped and counted
-    with ``skip_bad``."""
+    ``encoder.encode_group`` for preference rows). Bad rows raise DataError (naming ``source``, the file
+    the rows came from), or are skipped and counted with ``skip_bad``."""
     encoded, report = [], SkipReport()
     for i, row in enumerate(rows):
         index = row.get("example_index", i) if isinstance(row, dict) else i
         try:
             encoded.append(encode(row, index))
         except DataError as e:
+            e.source = e.source or source
             if not skip_bad:
                 raise
-            report.skipped[f"{e.field.split('[')[0]}: {_reason_kind(e.reason)}"] += 1
+            report.skipped[f"{e.field.split('[')[0] or 'row'}: {e.kind or _reason_kind(e.reason)}"] += 1
             if len(report.examples) < 10:
                 report.examples.append(str(e))
         if progress is not None:
@@ -279,7 +281,7 @@ def encode_rows(
 
 
 def _reason_kind(reason: str) -> str:
-    for kind in ("not found", "unreadable", "placeholder", "truncation", "empty", "identical", "missing"):
+    for kind in ("not found", "unreadable", "too large", "placeholder", "truncation", "empty", "identical", "missing"):
         if kind in reason:
             return kind
     return reason[:60]

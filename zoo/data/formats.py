@@ -19,21 +19,72 @@ from zoo.registry import Registry
 logger = logging.getLogger(__name__)
 
 
-def read_rows(path: str | Path, split: str) -> list[dict]:
-    """Rows of one split from a folder holding ``{split}.jsonl`` / ``{split}.parquet`` or a saved DatasetDict."""
+def split_source(path: str | Path, split: str) -> Path:
+    """What `read_rows` reads ``split`` from: ``{split}.jsonl``, ``{split}.parquet`` or a saved DatasetDict's folder."""
     path = Path(path)
-    jsonl = path / f"{split}.jsonl"
-    if jsonl.exists():
-        with jsonl.open() as f:
-            return [json.loads(line) for line in f if line.strip()]
+    for candidate in (path / f"{split}.jsonl", path / f"{split}.parquet"):
+        if candidate.exists():
+            return candidate
+    if (path / "dataset_dict.json").exists():
+        return path
+    raise FileNotFoundError(f"no split '{split}' under {path} (expected {split}.jsonl, {split}.parquet or a saved DatasetDict)")
+
+
+def read_rows(path: str | Path, split: str, skip_bad: bool = False, report: Counter | None = None) -> list[dict]:
+    """Rows of one split from a folder holding ``{split}.jsonl`` / ``{split}.parquet`` or a saved DatasetDict.
+
+    A JSONL line that is not one JSON object (malformed JSON, not UTF-8, an array …) raises `DataError`
+    naming the file and the line (1-based); with ``skip_bad`` it is skipped, logged and counted by
+    reason into ``report``.
+    """
+    source = split_source(path, split)
+    if source.suffix == ".jsonl":
+        return _read_jsonl(source, skip_bad, Counter() if report is None else report)
     import datasets
 
-    parquet = path / f"{split}.parquet"
-    if parquet.exists():
-        return datasets.Dataset.from_parquet(str(parquet)).to_list()
-    if (path / "dataset_dict.json").exists():
-        return datasets.load_from_disk(str(path))[split].to_list()
-    raise FileNotFoundError(f"no split '{split}' under {path} (expected {split}.jsonl, {split}.parquet or a saved DatasetDict)")
+    if source.suffix == ".parquet":
+        return datasets.Dataset.from_parquet(str(source)).to_list()
+    return datasets.load_from_disk(str(source))[split].to_list()
+
+
+def _read_jsonl(file: Path, skip_bad: bool, report: Counter) -> list[dict]:
+    rows, bad = [], []
+    with file.open("rb") as f:  # bytes: a line that is not UTF-8 fails alone, with its number
+        for n, raw in enumerate(f, 1):
+            try:
+                row = _parse_line(raw, n, file)
+            except DataError as e:
+                if not skip_bad:
+                    raise
+                report[f"line: {e.kind}"] += 1
+                bad.append(e)
+                continue
+            if row is not None:
+                rows.append(row)
+    if bad:
+        logger.warning("%s: skipped %d unreadable line(s), e.g. %s", file, len(bad), "; ".join(map(str, bad[:3])))
+    return rows
+
+
+def _parse_line(raw: bytes, n: int, file: Path) -> dict | None:
+    """One JSONL line as a row (None for a blank line), or a DataError naming ``file`` and line ``n``."""
+    try:
+        text = raw.decode("utf-8-sig" if n == 1 else "utf-8")  # a byte-order mark may open the file
+    except UnicodeDecodeError as e:
+        raise DataError(None, "", f"not UTF-8 text (byte 0x{raw[e.start]:02x} at byte {e.start + 1}); save the "
+                        "file as UTF-8", kind="not UTF-8", source=file, line=n) from None
+    if not text.strip():
+        return None
+    try:
+        row = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(None, "", f"malformed JSON ({e.msg} at column {e.colno})", kind="malformed JSON",
+                        source=file, line=n) from None
+    if not isinstance(row, dict):
+        what = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(type(row), "a number")
+        raise DataError(None, "", f"expected one JSON object per line, got {what} ({text.strip()[:40]})",
+                        kind="not an object", source=file, line=n)
+    return row
 
 
 # ---------------------------------------------------------------------------------------------
@@ -370,14 +421,16 @@ def _undecoded(ds):
     return ds
 
 
-def _load_file(path: Path):
+def _load_file(path: Path) -> list[dict]:
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":  # line by line: a bad line is a DataError naming it, not an Arrow error
+        return _read_jsonl(path, False, Counter())
     import datasets
 
-    suffix = path.suffix.lower()
-    if suffix in (".json", ".jsonl"):
-        return datasets.Dataset.from_json(str(path), keep_in_memory=True)
+    if suffix == ".json":
+        return _undecoded(datasets.Dataset.from_json(str(path), keep_in_memory=True)).to_list()
     if suffix == ".parquet":
-        return datasets.Dataset.from_parquet(str(path), keep_in_memory=True)
+        return _undecoded(datasets.Dataset.from_parquet(str(path), keep_in_memory=True)).to_list()
     raise ValueError(f"unsupported file type '{suffix}' for {path} (expected .json, .jsonl or .parquet)")
 
 
@@ -399,11 +452,11 @@ def load_format(
     """
     path = Path(path_or_repo)
     if path.is_file():
-        rows = _undecoded(_load_file(path)).to_list()
+        rows = _load_file(path)
     elif path.is_dir():
         candidates = [path / f"{split}{ext}" for ext in (".json", ".jsonl", ".parquet")]
         found = next((c for c in candidates if c.exists()), None)
-        rows = _undecoded(_load_file(found)).to_list() if found else read_rows(path, split)
+        rows = _load_file(found) if found else read_rows(path, split)
     else:
         import datasets
 

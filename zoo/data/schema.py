@@ -18,11 +18,21 @@ RESPONSE_FIELDS = ("completion", "chosen", "rejected")
 
 
 class DataError(ValueError):
-    """Bad input, located: which example, which field, what is wrong."""
+    """Bad input, located: which file (``source``, when known), which example (``index``) or 1-based
+    ``line``, which field, what is wrong. ``kind`` is the short reason skipped input is counted by."""
 
-    def __init__(self, index: Any, field: str, message: str):
+    def __init__(self, index: Any, field: str, message: str, *, kind: str | None = None,
+                 source: Any = None, line: int | None = None):
         self.index, self.field, self.reason = index, field, message
-        super().__init__(f"example {index}, field '{field}': {message}")
+        self.kind, self.source, self.line = kind, source, line
+        super().__init__(message)
+
+    def __str__(self) -> str:  # built on demand: a reader may add the ``source`` it read the example from
+        where = [str(self.source)] if self.source else []
+        where.append(f"line {self.line}" if self.line is not None else f"example {self.index}")
+        if self.field:
+            where.append(f"field '{self.field}'")
+        return ", ".join(where) + f": {self.reason}"
 
 
 def _parts(content) -> list[dict]:
@@ -54,6 +64,9 @@ def response_text(response, index: Any = None, field: str = "completion") -> str
             if not isinstance(message, dict) or "content" not in message:
                 raise DataError(index, field, "each message needs 'role' and 'content'")
             for part in _parts(message["content"]):
+                if not isinstance(part, dict):
+                    raise DataError(index, field, f"a content part is a {type(part).__name__}, not an object "
+                                                  "like {'type': 'text', 'text': …}")
                 if part.get("type") == "text":
                     texts.append(part.get("text") or "")
                 elif part.get("type") in MEDIA_COLUMNS:
@@ -69,16 +82,32 @@ def media_items(row: dict, kind: str) -> list:
 
 def validate_row(row: dict, index: Any, response_fields: tuple[str, ...] = ("completion",)) -> None:
     """Check structure, placeholder/media counts and responses; raise DataError on the first problem."""
+    if not isinstance(row, dict):
+        raise DataError(index, "", f"expected an object (a row), got {type(row).__name__}", kind="not an object")
     prompt = row.get("prompt")
-    if not isinstance(prompt, list) or not prompt:
-        raise DataError(index, "prompt", "expected a non-empty list of messages")
+    if prompt is None:
+        raise DataError(index, "prompt", "missing")
+    if not isinstance(prompt, list):
+        raise DataError(index, "prompt", f"expected a list of messages, got {type(prompt).__name__}", kind="not a list")
+    if not prompt:
+        raise DataError(index, "prompt", "empty (no messages)")
     for m, message in enumerate(prompt):
         if not isinstance(message, dict) or "role" not in message or "content" not in message:
             raise DataError(index, f"prompt[{m}]", "each message needs 'role' and 'content'")
         try:
-            _parts(message["content"])
+            parts = _parts(message["content"])
         except TypeError as e:
             raise DataError(index, f"prompt[{m}].content", str(e)) from None
+        for p, part in enumerate(parts):
+            if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+                raise DataError(index, f"prompt[{m}].content[{p}]", f"expected an object with a 'type' "
+                                f"(text, image, audio, video), got {part!r:.60}")
+    for kind, column in MEDIA_COLUMNS.items():
+        items = row.get(column)
+        if items is not None and not isinstance(items, (list, tuple)):
+            hint = f"; for one file write [{items!r}]" if isinstance(items, str) else ""
+            raise DataError(index, column, f"expected a list of {kind}s, got {type(items).__name__} "
+                                           f"{items!r:.60}{hint}", kind="not a list")
     counts = placeholder_counts(prompt)
     for kind, column in MEDIA_COLUMNS.items():
         n_items = len(media_items(row, kind))

@@ -19,9 +19,10 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from modalities.synthetic import ensure_world
+from modalities.image import MAX_IMAGE_PIXELS
 from zoo.data.collate import Collator, ExampleEncoder, SkipReport, encode_rows
 from zoo.align.pairs import PairSource
-from zoo.data.formats import read_rows
+from zoo.data.formats import read_rows, split_source
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +45,15 @@ class ChatDataModule(L.LightningDataModule):
         skip_bad: bool = False,
         num_workers: int = 0,
         media_root: str | None = None,
+        max_image_pixels: int | None = MAX_IMAGE_PIXELS,
     ):
         super().__init__()
         self.path, self.world, self.world_config = Path(path), world, dict(world_config or {})
         self.media_root = Path(media_root) if media_root else self.path  # where relative media paths start
         self.train_split, self.val_split, self.tasks, self.val_limit = train_split, val_split, tasks, val_limit
         self.response_field, self.batch_size, self.max_length = response_field, batch_size, max_length
-        self.skip_bad, self.num_workers = skip_bad, num_workers
+        self.skip_bad, self.num_workers, self.max_image_pixels = skip_bad, num_workers, max_image_pixels
+        self.unreadable: dict[str, Counter] = {}  # JSONL lines skipped by `read_rows`, by split and reason
         self.processor = None
         self.encoded: dict[str, list] = {}
         self.skipped: dict[str, SkipReport] = {}
@@ -64,7 +67,8 @@ class ChatDataModule(L.LightningDataModule):
             ensure_world(self.world, self.media_root, self.world_config)
 
     def rows(self, split: str, limit: int | None = None) -> list[dict]:
-        rows = read_rows(self.path, split)
+        self.unreadable[split] = Counter()  # afresh: the fingerprint reads the rows again
+        rows = read_rows(self.path, split, self.skip_bad, self.unreadable[split])
         for i, row in enumerate(rows):
             row.setdefault("example_index", f"{split}[{i}]")
         if self.tasks is not None:
@@ -76,12 +80,15 @@ class ChatDataModule(L.LightningDataModule):
             raise RuntimeError("attach the policy's processor first: datamodule.attach(policy.processor)")
         if split not in self.encoded:
             rows = self.rows(split, limit)
-            encoder = ExampleEncoder(self.processor, self.max_length, media_root=self.media_root)
+            encoder = ExampleEncoder(self.processor, self.max_length, media_root=self.media_root,
+                                     max_image_pixels=self.max_image_pixels)
             with Progress(transient=True) as progress:
                 task = progress.add_task(f"encoding {split}", total=len(rows))
                 examples, report = encode_rows(
-                    rows, self.encode_fn(encoder), self.skip_bad, lambda: progress.advance(task)
+                    rows, self.encode_fn(encoder), self.skip_bad, lambda: progress.advance(task),
+                    source=split_source(self.path, split),
                 )
+            report.skipped.update(self.unreadable.get(split, {}))
             if report.total:
                 log.warning("%s split: %s", split, report.summary())
             if not examples:
