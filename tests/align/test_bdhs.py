@@ -70,7 +70,7 @@ def test_sentences_end_after_sentence_end_tokens(tiny_policy, tokens):
     ids = ids_of(tok, "The circle is red. The square is blue!  Is it?! yes ")
     sentences = tokens.sentences(ids)
     assert [tok.decode(s) for s in sentences] == ["The circle is red.", " The square is blue!", "  Is it?!", " yes "]
-    assert sum(sentences, []) == ids  # the ids themselves, in order
+    assert [t for s in sentences for t in s] == ids  # the ids themselves, in order
     assert [tok.decode(s) for s in tokens.sentences(ids_of(tok, "Red. "))] == ["Red."]  # whitespace alone is none
     assert tokens.sentences([]) == [] and len(tokens.sentences(ids_of(tok, "One sentence"))) == 1
 
@@ -195,8 +195,8 @@ def test_guided_samples_keep_the_cuts_and_ground_truth_structure(tiny_policy, it
             assert truth.startswith(plan["cut"]) and plan["written"].startswith(plan["cut"])
         assert sample.rejected == tok.decode(sample.rejected_ids, skip_special_tokens=True).strip()
         assert tok.eos_token_id not in sample.rejected_ids
-        squeeze = lambda text: re.sub(r"\s+", "", text)  # noqa: E731 — sentences are joined as written
-        assert squeeze(sample.rejected) == squeeze("".join(p["written"] for p in sample.sentences))
+        written = "".join(p["written"] for p in sample.sentences)  # sentences are joined as written
+        assert re.sub(r"\s+", "", sample.rejected) == re.sub(r"\s+", "", written)
 
 
 class ScriptedSimilarity:
