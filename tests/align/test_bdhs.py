@@ -111,7 +111,8 @@ def test_cut_flips_yes_no_half_the_time(monkeypatch, tiny_policy, tokens):
     cut, flipped = tokens.cut(ids_of(tok, " No, it is not."), np.random.default_rng(0), flip_yes_no=1.0)
     assert flipped and tok.decode(cut).startswith(" Yes,") and cut[: len(ids_of(tok, " Yes"))] == ids_of(tok, " Yes")
     assert tok.decode(tokens.cut(ids_of(tok, "no."), np.random.default_rng(0), flip_yes_no=1.0)[0]) == "yes."
-    assert tok.decode(tokens.cut(ids_of(tok, "No there is not."), np.random.default_rng(0), flip_yes_no=0.0)[0]).startswith("No")
+    kept, _ = tokens.cut(ids_of(tok, "No there is not."), np.random.default_rng(0), flip_yes_no=0.0)
+    assert tok.decode(kept).startswith("No")
 
 
 def sentencepiece_style_tokenizer():
@@ -122,7 +123,8 @@ def sentencepiece_style_tokenizer():
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="first")
     tok.decoder = decoders.Metaspace(prepend_scheme="first")
-    trainer = trainers.BpeTrainer(vocab_size=120, special_tokens=["<pad>", "<s>", "</s>", "<unk>"], show_progress=False)
+    specials = ["<pad>", "<s>", "</s>", "<unk>"]
+    trainer = trainers.BpeTrainer(vocab_size=120, special_tokens=specials, show_progress=False)
     tok.train_from_iterator(["No, the circle is red. Yes, the square is blue! Is it? no."] * 20, trainer=trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
                                    unk_token="<unk>")

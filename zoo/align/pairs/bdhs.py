@@ -24,7 +24,8 @@ including the token that ends its sentence; the rejected response (``rejected_id
 sentences' ids in order. Text is decoded only for the similarity filter and the audit record. Since
 ids are joined as written, the model's own spacing between sentences is kept (text used to be
 stripped and joined with one space), a stop token whose text runs past its mark (a full stop and a
-newline in one token) is kept whole, and special tokens the model writes stay in ``rejected_ids`` (the text skips them).
+newline in one token) is kept whole, and special tokens the model writes stay in ``rejected_ids``
+(the text skips them).
 
 Two pair sources use the sampler: ``bdhs`` (offline: before training, the initial model writes a
 rejected response for every prompt into a pair file, which then trains like any offline data) and
@@ -118,7 +119,8 @@ class BDHSSample:
 
 class TokenText:
     """What the sampler reads off token ids: where sentences end, where words start, and the ids of a
-    flipped yes/no. Built once per sampler; it decodes every vocabulary token once, so no row is decoded.
+    flipped yes/no. Made once per sampler (or handed to it): it decodes every vocabulary token once, so
+    that no row needs decoding.
 
     Each token's text is read as it stands in running text (after EOS), because SentencePiece decoders
     drop the leading space of a text's first token and that space is what starts a word. A sentence
@@ -173,7 +175,8 @@ class TokenText:
             starts.pop()  # trailing whitespace is no word
         return starts
 
-    def cut(self, sentence: Sequence[int], rng: np.random.Generator, flip_yes_no: float = 0.5) -> tuple[list[int], bool]:
+    def cut(self, sentence: Sequence[int], rng: np.random.Generator,
+            flip_yes_no: float = 0.5) -> tuple[list[int], bool]:
         """The start the model continues: the sentence's first k words, k ~ U{0, …, n-1} (never all of it).
 
         A sentence starting with yes/no keeps at least that word, flipped with probability
@@ -203,6 +206,7 @@ class TokenText:
 
 
 def without_eos(ids: torch.Tensor | Sequence[int], eos: int) -> list[int]:
+    """Response ids as a list, EOS dropped (the sampler appends no EOS between sentences)."""
     ids = ids.tolist() if isinstance(ids, torch.Tensor) else ids
     return [t for t in ids if t != eos]
 
