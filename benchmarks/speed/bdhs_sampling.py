@@ -5,8 +5,8 @@ vs sentence by sentence (one generation per sentence), side by side on the same 
         [--pairs 128] [--batch-size 64] [--rounds 3] [--output runs/bench/bdhs_sampling.json]
 
 Both sides run `BDHSSampler` with one try and no similarity filter (the filter costs the same on both
-sides), greedy: the rejected texts must come out identical, which the script checks. The figure is
-pairs/s of each side (median over rounds, rounds alternate) and their ratio.
+sides), greedy: the rejected responses (token ids) must come out identical, which the script checks.
+The figure is pairs/s of each side (median over rounds, rounds alternate) and their ratio.
 """
 
 from __future__ import annotations
@@ -24,10 +24,9 @@ import torch
 
 
 def run(args) -> dict:
-    from zoo.align.pairs.bdhs import BDHSConfig, BDHSItem, BDHSSampler, split_sentences
+    from zoo.align.pairs.bdhs import BDHSConfig, BDHSItem, BDHSSampler, TokenText
     from zoo.data.collate import ExampleEncoder
     from zoo.data.formats import read_rows
-    from zoo.data.schema import response_text
     from zoo.models import load_policy
 
     if not Path(args.model, "config.json").exists():
@@ -36,8 +35,9 @@ def run(args) -> dict:
     policy = load_policy(args.model).eval()
     rows = read_rows(args.world, "pairs")[: args.pairs]
     encoder = ExampleEncoder(policy.processor, media_root=args.world)
-    items = [BDHSItem(i, encoder.encode(r, i, None), response_text(r["chosen"])) for i, r in enumerate(rows)]
-    sentences = sum(len(split_sentences(i.chosen)) for i in items)
+    items = [BDHSItem.encode(encoder, r, i) for i, r in enumerate(rows)]
+    tokens = TokenText(policy.tokenizer)  # the vocabulary read once, outside the timed sampling
+    sentences = sum(len(tokens.sentences(i.chosen)) for i in items)
 
     def never_similar(a, b):
         return [0.0] * len(a)
@@ -48,16 +48,16 @@ def run(args) -> dict:
         "sentence_by_sentence": BDHSConfig(max_tries=2, batch_size=1),
     }
     times = {name: [] for name in sides}
-    texts = {}
+    written = {}
     for r in range(args.rounds):
         for name, config in sides.items():
-            sampler = BDHSSampler(policy, config, never_similar)
+            sampler = BDHSSampler(policy, config, never_similar, tokens=tokens)
             start = time.perf_counter()
             out = sampler.sample(items)
             times[name].append(time.perf_counter() - start)
-            texts[name] = [s.rejected for s in out]
+            written[name] = [s.rejected_ids for s in out]
             print(f"round {r + 1}/{args.rounds} {name:>21}: {len(items) / times[name][-1]:7.2f} pairs/s", flush=True)
-    if texts["batched"] != texts["sentence_by_sentence"]:
+    if written["batched"] != written["sentence_by_sentence"]:
         raise SystemExit("batched and sentence-by-sentence BDHS wrote different rejected responses")
     rate = {name: len(items) / statistics.median(t) for name, t in times.items()}
     return {
@@ -89,7 +89,7 @@ def main(argv=None) -> int:
     print(f"\nBDHS pairs/s ({result['pairs']} pairs, {result['sentences']} sentences, greedy, 2 tries):\n"
           f"  batched (rows per generation {args.batch_size}): {r['batched']:.2f}\n"
           f"  sentence by sentence:                  {r['sentence_by_sentence']:.2f}\n"
-          f"  ratio: {result['ratio']:.1f}x   (identical rejected texts: yes) → {out}")
+          f"  ratio: {result['ratio']:.1f}x   (identical rejected responses: yes) → {out}")
     return 0
 
 

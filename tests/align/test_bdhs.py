@@ -1,27 +1,28 @@
-"""BDHS: sentence handling, masked generation, the similarity filter's retries, determinism."""
+"""BDHS: sentence handling on token ids, masked generation, the similarity filter's retries, determinism,
+and the online source's ids end to end."""
 
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import numpy as np
 import pytest
 import torch
 
+from zoo.align.pairs import bdhs
 from zoo.align.pairs.bdhs import (
     BDHSConfig,
     BDHSItem,
     BDHSSampler,
-    cut_sentence,
+    OnlineBDHSPairs,
+    TokenText,
     example_rng,
-    first_sentence,
     noisy_pixels,
-    split_sentences,
-    stop_token_ids,
 )
+from zoo.data.batches import ExampleBatch
 from zoo.data.collate import ExampleEncoder
 from zoo.data.formats import read_rows
-from zoo.data.schema import response_text
 from zoo.models.native import TINY_ARCHS
 
 
@@ -33,49 +34,116 @@ def never_similar(a, b):
 def items(tiny_policy, tiny_world):
     rows = read_rows(tiny_world, "pairs")[:6]
     encoder = ExampleEncoder(tiny_policy.processor, media_root=tiny_world)
-    return [BDHSItem(f"pairs[{i}]", encoder.encode(r, i, None), response_text(r["chosen"])) for i, r in enumerate(rows)]
+    return [BDHSItem.encode(encoder, r, f"pairs[{i}]") for i, r in enumerate(rows)]
 
 
-# ---------------------------------------------------------------- text
+@pytest.fixture(scope="module")
+def tokens(tiny_policy):
+    return TokenText(tiny_policy.tokenizer)
 
 
-def test_split_sentences():
-    assert split_sentences("The circle is red. The square is blue!  Is it? yes") == [
-        "The circle is red.", "The square is blue!", "Is it?", "yes"]
-    assert split_sentences("") == [] and split_sentences("One sentence") == ["One sentence"]
+def ids_of(tokenizer, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
-def test_cut_sentence_keeps_a_strict_prefix_of_words():
-    rng = np.random.default_rng(0)
-    sentence = "The circle is red and at the top left."
-    words = sentence.split()
-    lengths = set()
-    for _ in range(300):
-        cut, flipped = cut_sentence(sentence, rng)
-        k = len(cut.split())
-        assert not flipped and cut.split() == words[:k] and k < len(words)
-        lengths.add(k)
-    assert lengths == set(range(len(words)))  # every cut point is drawn, never the whole sentence
+class CountingEncodes:
+    """Counts the encode calls one tokenizer gets (``tok(...)`` or ``tok.encode(...)``) while active."""
+
+    def __init__(self, monkeypatch, tokenizer):
+        self.calls = 0
+        cls = type(tokenizer)
+        for name in ("__call__", "encode"):
+            original = getattr(cls, name)
+
+            def counted(this, *args, _original=original, **kwargs):
+                self.calls += this is tokenizer
+                return _original(this, *args, **kwargs)
+
+            monkeypatch.setattr(cls, name, counted)
 
 
-def test_cut_sentence_flips_yes_no_half_the_time():
-    rng = np.random.default_rng(1)
-    cuts = [cut_sentence("Yes, there is a red circle.", rng) for _ in range(400)]
-    assert all(c.split()[0] in ("Yes,", "No,") for c, _ in cuts)  # the answer word is always kept
-    assert all((c.startswith("No,")) == flipped for c, flipped in cuts)
-    assert 0.4 < np.mean([f for _, f in cuts]) < 0.6
-    assert cut_sentence("no.", np.random.default_rng(0), flip_yes_no=1.0)[0] == "yes."
-    assert cut_sentence("No there is not.", np.random.default_rng(0), flip_yes_no=0.0)[0].startswith("No")
+# ---------------------------------------------------------------- token ids as text
 
 
-def test_first_sentence_and_stop_tokens(tiny_policy):
-    assert first_sentence(" blue and at the top. The square") == " blue and at the top."
-    assert first_sentence("no end") == "no end"
+def test_sentences_end_after_sentence_end_tokens(tiny_policy, tokens):
     tok = tiny_policy.tokenizer
-    stops = stop_token_ids(tok)
-    assert tok.eos_token_id in stops
-    assert tok("red.", add_special_tokens=False)["input_ids"][-1] in stops
-    assert tok("red", add_special_tokens=False)["input_ids"][-1] not in stops
+    ids = ids_of(tok, "The circle is red. The square is blue!  Is it?! yes ")
+    sentences = tokens.sentences(ids)
+    assert [tok.decode(s) for s in sentences] == ["The circle is red.", " The square is blue!", "  Is it?!", " yes "]
+    assert [t for s in sentences for t in s] == ids  # the ids themselves, in order
+    assert [tok.decode(s) for s in tokens.sentences(ids_of(tok, "Red. "))] == ["Red."]  # whitespace alone is none
+    assert tokens.sentences([]) == [] and len(tokens.sentences(ids_of(tok, "One sentence"))) == 1
+
+
+def test_stop_tokens(tiny_policy, tokens):
+    tok = tiny_policy.tokenizer
+    assert tok.eos_token_id in tokens.stops
+    assert ids_of(tok, "red.")[-1] in tokens.stops and ids_of(tok, "red?")[-1] in tokens.stops
+    assert ids_of(tok, "red")[-1] not in tokens.stops
+
+
+def test_cut_keeps_a_strict_prefix_of_words(tiny_policy, tokens):
+    tok = tiny_policy.tokenizer
+    rng = np.random.default_rng(0)
+    for text in ("The circle is red and at the top left.", " The  circle is red."):  # also mid-response
+        sentence = ids_of(tok, text)
+        words = text.split()
+        lengths = set()
+        for _ in range(300):
+            cut, flipped = tokens.cut(sentence, rng)
+            k = len(tok.decode(cut).split())
+            assert not flipped and cut == sentence[: len(cut)]  # the chosen's own ids
+            assert tok.decode(cut).split() == words[:k] and k < len(words)
+            assert not cut or tokens.texts[sentence[len(cut)]][:1].isspace()  # the next word starts there
+            lengths.add(k)
+        assert lengths == set(range(len(words)))  # every cut point is drawn, never the whole sentence
+
+
+def test_cut_flips_yes_no_half_the_time(monkeypatch, tiny_policy, tokens):
+    tok = tiny_policy.tokenizer
+    rng, sentence = np.random.default_rng(1), ids_of(tok, "Yes, there is a red circle.")
+    counter = CountingEncodes(monkeypatch, tok)
+    cuts = [(tok.decode(c), f) for c, f in (tokens.cut(sentence, rng) for _ in range(400))]
+    assert all(c.split()[0] in ("Yes,", "No,") for c, _ in cuts)  # the answer word is always kept
+    assert all(c.startswith("No,") == flipped for c, flipped in cuts)
+    assert 0.4 < np.mean([f for _, f in cuts]) < 0.6
+    assert counter.calls == 0  # the flipped word's ids are looked up once, when the TokenText is made
+    cut, flipped = tokens.cut(ids_of(tok, " No, it is not."), np.random.default_rng(0), flip_yes_no=1.0)
+    assert flipped and tok.decode(cut).startswith(" Yes,") and cut[: len(ids_of(tok, " Yes"))] == ids_of(tok, " Yes")
+    assert tok.decode(tokens.cut(ids_of(tok, "no."), np.random.default_rng(0), flip_yes_no=1.0)[0]) == "yes."
+    kept, _ = tokens.cut(ids_of(tok, "No there is not."), np.random.default_rng(0), flip_yes_no=0.0)
+    assert tok.decode(kept).startswith("No")
+
+
+def sentencepiece_style_tokenizer():
+    """A tiny Metaspace BPE: single tokens decode without their leading space and merge words with punctuation."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="first")
+    tok.decoder = decoders.Metaspace(prepend_scheme="first")
+    specials = ["<pad>", "<s>", "</s>", "<unk>"]
+    trainer = trainers.BpeTrainer(vocab_size=120, special_tokens=specials, show_progress=False)
+    tok.train_from_iterator(["No, the circle is red. Yes, the square is blue! Is it? no."] * 20, trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                   unk_token="<unk>")
+
+
+def test_sentencepiece_style_words_and_flips(monkeypatch):
+    tok = sentencepiece_style_tokenizer()
+    tokens = TokenText(tok)
+    ids = ids_of(tok, "No, the circle is red. Yes, the square is blue!")
+    assert tok.decode(ids[1:2]) == "the"  # alone, a token loses its space; in running text it keeps it
+    sentences = tokens.sentences(ids)
+    assert [tok.decode(s) for s in sentences] == ["No, the circle is red.", "Yes, the square is blue!"]
+    assert [len(tokens.word_starts(s)) for s in sentences] == [5, 5]
+    counter = CountingEncodes(monkeypatch, tok)
+    for seed in range(20):
+        cut, flipped = tokens.cut(sentences[1], np.random.default_rng(seed), flip_yes_no=1.0)
+        assert flipped and tok.decode(cut).split()[0] == "No,"
+    assert counter.calls == 1  # "No," is one token here, unlike the words looked up beforehand: encoded once
+    assert cut[0] == ids_of(tok, " No,")[0]
 
 
 def test_example_rng_depends_on_seed_index_and_try_only():
@@ -118,15 +186,19 @@ def test_masked_generation_ignores_the_masked_image(tiny_policy, items):
         assert not torch.allclose(tiny_policy.logits(batch)[0, -1], tiny_policy.logits(other)[0, -1])
 
 
-def test_guided_samples_keep_the_cuts_and_ground_truth_structure(tiny_policy, items):
+def test_guided_samples_keep_the_cuts_and_ground_truth_structure(tiny_policy, items, tokens):
+    tok = tiny_policy.tokenizer
     sampler = BDHSSampler(tiny_policy, BDHSConfig(max_tries=2), similarity=never_similar)
     for item, sample in zip(items, sampler.sample(items)):
         assert sample.guided and sample.tries == 1 and sample.similarity == 0.0
-        chosen = split_sentences(item.chosen)
-        assert len(sample.sentences) == len(chosen)
+        chosen = [tok.decode(s).strip() for s in tokens.sentences(item.chosen)]
+        assert len(sample.sentences) == len(chosen) > 1
         for plan, truth in zip(sample.sentences, chosen):
             assert truth.startswith(plan["cut"]) and plan["written"].startswith(plan["cut"])
-        assert sample.rejected == " ".join(p["written"] for p in sample.sentences).strip()
+        assert sample.rejected == tok.decode(sample.rejected_ids, skip_special_tokens=True).strip()
+        assert tok.eos_token_id not in sample.rejected_ids
+        written = "".join(p["written"] for p in sample.sentences)  # sentences are joined as written
+        assert re.sub(r"\s+", "", sample.rejected) == re.sub(r"\s+", "", written)
 
 
 class ScriptedSimilarity:
@@ -144,14 +216,40 @@ class ScriptedSimilarity:
 
 
 def test_filter_retries_then_accepts_an_unguided_last_try(tiny_policy, items):
-    fails = {items[0].chosen: 0, items[1].chosen: 2, items[2].chosen: 10}
-    sim = ScriptedSimilarity(fails)
+    chosen = [tiny_policy.tokenizer.decode(i.chosen) for i in items[:3]]  # the filter compares texts
+    sim = ScriptedSimilarity({chosen[0]: 0, chosen[1]: 2, chosen[2]: 10})
     out = BDHSSampler(tiny_policy, BDHSConfig(max_tries=4), similarity=sim).sample(items[:3])
     assert [s.tries for s in out] == [1, 3, 4]
     assert [s.guided for s in out] == [True, True, False]  # the last try writes a whole response
     assert [s.similarity for s in out] == [0.5, 0.5, 0.99]  # accepted although still too similar
-    assert out[2].sentences == [] and out[2].rejected
-    assert sim.calls == {items[0].chosen: 1, items[1].chosen: 3, items[2].chosen: 4}
+    assert out[2].sentences == [] and out[2].rejected and out[2].rejected_ids
+    assert sim.calls == {chosen[0]: 1, chosen[1]: 3, chosen[2]: 4}
+
+
+def test_online_source_trains_on_the_ids_it_wrote(monkeypatch, tiny_policy, tiny_world):
+    """A bdhs_online training step calls no tokenizer: prompts are extended by ids, and the rejected
+    response is exactly the sampled ids + EOS (no decode and re-tokenise)."""
+    encoder = ExampleEncoder(tiny_policy.processor, media_root=tiny_world)
+    groups = [encoder.encode_group(r, i) for i, r in enumerate(read_rows(tiny_world, "pairs")[:4])]
+    monkeypatch.setattr(bdhs, "SentenceSimilarity", lambda name, device=None: never_similar)
+    samples, sample = [], BDHSSampler.sample
+
+    def recorded(self, items):
+        samples.extend(sample(self, items))
+        return samples
+
+    monkeypatch.setattr(BDHSSampler, "sample", recorded)
+    source = OnlineBDHSPairs({"max_tries": 2})
+    source.prepare(tiny_policy)  # before training: the vocabulary is read here
+    counter = CountingEncodes(monkeypatch, tiny_policy.tokenizer)
+    out = source(tiny_policy, ExampleBatch(groups))
+    assert counter.calls == 0
+    assert len(samples) == len(groups) and all(s.guided and s.rejected_ids for s in samples)
+    eos, b = tiny_policy.tokenizer.eos_token_id, len(groups)
+    ids, mask = out.responses.input_ids, out.responses.attention_mask.bool()
+    for i, (group, s) in enumerate(zip(groups, samples)):
+        assert ids[i][mask[i]].tolist() == group.chosen.tolist()  # slot 0: the chosen response
+        assert ids[b + i][mask[b + i]].tolist() == s.rejected_ids + [eos]  # slot 1: what the policy wrote
 
 
 def test_deterministic_and_independent_of_batching(tiny_policy, items):
@@ -159,6 +257,7 @@ def test_deterministic_and_independent_of_batching(tiny_policy, items):
     a = BDHSSampler(tiny_policy, config, similarity=never_similar).sample(items)
     b = BDHSSampler(tiny_policy, dataclasses.replace(config, batch_size=2), similarity=never_similar).sample(items[::-1])
     assert [s.record() for s in a] == [s.record() for s in b[::-1]]
+    assert [s.rejected_ids for s in a] == [s.rejected_ids for s in b[::-1]]
     c = BDHSSampler(tiny_policy, dataclasses.replace(config, seed=4), similarity=never_similar).sample(items)
     assert [s.sentences for s in a] != [s.sentences for s in c]  # another seed, other masks and cuts
 
@@ -194,8 +293,8 @@ def test_sampler_on_hf_native_backbones(arch):
     texts = ["A red square sits on a blue background. The answer is yes.", "No, the image is dark."]
     encoder = ExampleEncoder(processor)
     rows = [{"prompt": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Describe the image."}]}],
-             "images": [image(i, (32, 32))]} for i in range(2)]
-    items = [BDHSItem(i, encoder.encode(r, i, None), t) for i, (r, t) in enumerate(zip(rows, texts))]
+             "images": [image(i, (32, 32))], "chosen": t} for i, t in enumerate(texts)]
+    items = [BDHSItem.encode(encoder, r, i) for i, r in enumerate(rows)]
     config = BDHSConfig(mask_threshold=1.0, max_tries=2, max_sentence_tokens=4, max_response_tokens=6)
     out = BDHSSampler(policy, config, similarity=never_similar).sample(items)
     assert [len(s.sentences) for s in out] == [2, 1] and all(s.hidden == 1.0 for s in out)

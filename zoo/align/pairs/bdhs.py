@@ -17,9 +17,20 @@ generates a whole response without guidance and is accepted.
 ``corruption="noise"`` is the noise-image variant: instead of masking tokens, the pixels get
 diffusion-style Gaussian noise, x_t = √ᾱ_t·x + √(1-ᾱ_t)·ε (linear β schedule 1e-4 → 0.02 over 1000 steps).
 
+The sampler works on token ids (`TokenText` reads sentence ends and word starts off each vocabulary
+token's text, decoded once): a generation row is the prompt + the ground-truth ids before the cut + the
+cut's ids, no tokenizer call; a rejected sentence is the cut's ids + the ids the model wrote up to and
+including the token that ends its sentence; the rejected response (``rejected_ids``) is those
+sentences' ids in order. Text is decoded only for the similarity filter and the audit record. Since
+ids are joined as written, the model's own spacing between sentences is kept (text used to be
+stripped and joined with one space), a stop token whose text runs past its mark (a full stop and a
+newline in one token) is kept whole, and special tokens the model writes stay in ``rejected_ids``
+(the text skips them).
+
 Two pair sources use the sampler: ``bdhs`` (offline: before training, the initial model writes a
 rejected response for every prompt into a pair file, which then trains like any offline data) and
-``bdhs_online`` (every step, the current policy writes the rejected responses of the batch).
+``bdhs_online`` (every step, the current policy writes the rejected responses of the batch and trains
+on exactly the ids it wrote — no decode and re-tokenise, which could split the text into other tokens).
 
 Every sample records how it was made (``tries``, ``similarity``, ``hidden`` = fraction of media tokens
 masked, ``guided``, ``corruption``) so a generated dataset can be audited.
@@ -41,10 +52,11 @@ import torch
 from zoo.align.pairs import PAIR_SOURCES, PairSource
 from zoo.data.batches import Encoded, ExampleBatch, GroupBatch
 from zoo.data.collate import pad_batch, pad_groups
+from zoo.data.schema import DataError
 from zoo.models.policy import Policy, eval_mode, to_device
 
 YES_NO = {"yes": "no", "no": "yes"}
-_SENTENCE = re.compile(r"[^.!?]+(?:[.!?]+|$)")
+_SENTENCE_END = re.compile(r"[.!?]")
 
 
 @dataclass
@@ -66,17 +78,28 @@ class BDHSConfig:
 
 @dataclass
 class BDHSItem:
-    """One example to sample a rejected response for: its encoded prompt and the chosen text."""
+    """One example to sample a rejected response for: its encoded prompt and the chosen response's ids."""
 
     index: Any
     prompt: Encoded  # the prompt alone (generation prompt appended), media included
-    chosen: str
+    chosen: list[int]  # token ids, EOS stripped
+
+    @classmethod
+    def encode(cls, encoder, row: dict, index: Any) -> BDHSItem:
+        """A data row's prompt and its ``chosen`` (or ``completion``) response, encoded by an `ExampleEncoder`."""
+        field = "chosen" if "chosen" in row else "completion"
+        if field not in row:
+            raise DataError(index, "chosen", "a BDHS source row needs 'chosen' or 'completion'")
+        prompt = encoder.encode(row, index, None)
+        ids = encoder._response(row[field], index, field, prompt.prompt_length)
+        return cls(index, prompt, without_eos(ids, encoder.tokenizer.eos_token_id))
 
 
 @dataclass
 class BDHSSample:
     index: Any
-    rejected: str
+    rejected: str  # decoded, for the similarity filter and the pair file
+    rejected_ids: list[int]  # what the model trains on: the written token ids, EOS excluded
     tries: int
     similarity: float
     guided: bool
@@ -86,51 +109,106 @@ class BDHSSample:
 
     def record(self) -> dict:
         out = asdict(self)
-        out.pop("index")
-        out.pop("rejected")
+        for key in ("index", "rejected", "rejected_ids"):
+            out.pop(key)
         return out
 
 
-# ---------------------------------------------------------------- text helpers
+# ---------------------------------------------------------------- token ids as text
 
 
-def split_sentences(text: str) -> list[str]:
-    """Sentences of a response, punctuation kept ("A b. C d?" -> ["A b.", "C d?"])."""
-    return [s.strip() for s in _SENTENCE.findall(text) if s.strip()]
+class TokenText:
+    """What the sampler reads off token ids: where sentences end, where words start, and the ids of a
+    flipped yes/no. Made once per sampler (or handed to it): it decodes every vocabulary token once, so
+    that no row needs decoding.
 
-
-def cut_sentence(sentence: str, rng: np.random.Generator, flip_yes_no: float = 0.5) -> tuple[str, bool]:
-    """The prefix the model continues: the first k words, k ~ U{0, …, n-1} (never the whole sentence).
-
-    A sentence starting with yes/no keeps at least that word, flipped with probability
-    ``flip_yes_no``. Returns ``(prefix, flipped)``.
+    Each token's text is read as it stands in running text (after EOS), because SentencePiece decoders
+    drop the leading space of a text's first token and that space is what starts a word. A sentence
+    ends after a token whose text holds . ! or ? (a run of them, "?!", ends one sentence); a word
+    starts at the sentence start and at a token that begins with whitespace after a token with text.
     """
-    words = sentence.split()
-    first = words[0].strip(",.!?").lower() if words else ""
-    if first in YES_NO:
-        k = int(rng.integers(1, max(2, len(words))))
-        if rng.random() < flip_yes_no:
-            swapped = YES_NO[first]
-            swapped = swapped.capitalize() if words[0][0].isupper() else swapped
-            return " ".join([words[0].replace(words[0].strip(",.!?"), swapped, 1), *words[1:k]]), True
-        return " ".join(words[:k]), False
-    k = int(rng.integers(0, max(1, len(words))))
-    return " ".join(words[:k]), False
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        eos = tokenizer.eos_token_id
+        anchor = tokenizer.decode([eos], clean_up_tokenization_spaces=False)
+        after = tokenizer.batch_decode([[eos, i] for i in range(len(tokenizer))], clean_up_tokenization_spaces=False)
+        self.texts = [t[len(anchor) :] if t.startswith(anchor) else tokenizer.decode([i]) for i, t in enumerate(after)]
+        self.ends = {i for i, t in enumerate(self.texts) if _SENTENCE_END.search(t)}
+        self.blank = [not t.strip() for t in self.texts]
+        self.stops = sorted(self.ends | {eos})  # completion stops at a sentence end or EOS
+        self._full_stop = tokenizer(".", add_special_tokens=False)["input_ids"]
+        self._encoded: dict[str, list[int]] = {}
+        for word in YES_NO:  # the usual answer words up front: sampling then calls no tokenizer
+            for spelled in (word, word.capitalize()):
+                self.encode(spelled)
+                self.encode(" " + spelled)
+
+    def text(self, ids: Sequence[int]) -> str:
+        return "".join(self.texts[i] for i in ids)
+
+    def encode(self, text: str) -> list[int]:
+        """Ids of ``text`` as it tokenises after a sentence end; each text is encoded once."""
+        if text not in self._encoded:
+            before = self._full_stop
+            ids = self.tokenizer("." + text, add_special_tokens=False)["input_ids"]
+            if ids[: len(before)] != before:  # the text merged into the full stop: take it alone
+                before, ids = [], self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            self._encoded[text] = ids[len(before) :]
+        return self._encoded[text]
+
+    def sentences(self, ids: Sequence[int]) -> list[list[int]]:
+        """The response ``ids`` cut after each sentence end; whitespace after the last one is no sentence."""
+        out, start = [], 0
+        for i, t in enumerate(ids):
+            if t in self.ends and (i + 1 == len(ids) or ids[i + 1] not in self.ends):
+                out.append(list(ids[start : i + 1]))
+                start = i + 1
+        out.append(list(ids[start:]))
+        return [s for s in out if not all(self.blank[t] for t in s)]
+
+    def word_starts(self, sentence: Sequence[int]) -> list[int]:
+        """Token positions where the words of ``sentence`` start (the first is 0)."""
+        starts = [0] + [i for i in range(1, len(sentence))
+                        if self.texts[sentence[i]][:1].isspace() and not self.blank[sentence[i - 1]]]
+        if len(starts) > 1 and all(self.blank[t] for t in sentence[starts[-1] :]):
+            starts.pop()  # trailing whitespace is no word
+        return starts
+
+    def cut(self, sentence: Sequence[int], rng: np.random.Generator,
+            flip_yes_no: float = 0.5) -> tuple[list[int], bool]:
+        """The start the model continues: the sentence's first k words, k ~ U{0, …, n-1} (never all of it).
+
+        A sentence starting with yes/no keeps at least that word, flipped with probability
+        ``flip_yes_no``. Returns ``(ids, flipped)``.
+        """
+        sentence = list(sentence)
+        starts = self.word_starts(sentence)
+        ends = [*starts[1:], len(sentence)]  # ends[j]: where word j ends
+        core = self.text(sentence[: ends[0]]).strip().strip(",.!?")
+        if core.lower() in YES_NO:
+            k = int(rng.integers(1, max(2, len(starts))))
+            if rng.random() < flip_yes_no:
+                return self._flip(sentence[: ends[0]], core) + sentence[ends[0] : ends[k - 1]], True
+            return sentence[: ends[k - 1]], False
+        k = int(rng.integers(0, max(1, len(starts))))
+        return sentence[: starts[k]], False
+
+    def _flip(self, word: list[int], core: str) -> list[int]:
+        """``word`` with its yes/no swapped: the tokens that spell the answer are replaced, the rest kept."""
+        lead = next(i for i, t in enumerate(word) if not self.blank[t])
+        end = lead + 1
+        while len(self.text(word[lead:end]).lstrip().lstrip(",.!?")) < len(core):
+            end += 1
+        swapped = YES_NO[core.lower()]
+        swapped = swapped.capitalize() if core[0].isupper() else swapped
+        return word[:lead] + self.encode(self.text(word[lead:end]).replace(core, swapped, 1)) + word[end:]
 
 
-def first_sentence(text: str) -> str:
-    """Text up to and including the first full stop / question / exclamation mark."""
-    m = re.search(r"[.!?]", text)
-    return text[: m.end()] if m else text
-
-
-def stop_token_ids(tokenizer) -> list[int]:
-    """Ids of every token whose text holds a sentence end, plus EOS: completion stops there."""
-    ids = {tokenizer.eos_token_id}
-    for token_id in range(len(tokenizer)):
-        if re.search(r"[.!?]", tokenizer.decode([token_id])):
-            ids.add(token_id)
-    return sorted(i for i in ids if i is not None)
+def without_eos(ids: torch.Tensor | Sequence[int], eos: int) -> list[int]:
+    """Response ids as a list, EOS dropped (the sampler appends no EOS between sentences)."""
+    ids = ids.tolist() if isinstance(ids, torch.Tensor) else ids
+    return [t for t in ids if t != eos]
 
 
 def example_rng(seed: int, index: Any, attempt: int) -> np.random.Generator:
@@ -186,14 +264,19 @@ class _Row:
 
     item: int  # position in the pending list
     sentence: int  # -1: unguided full response
-    head: str  # ground-truth text before the cut sentence (guided) or ""
-    cut: str  # the kept start of the sentence
+    head: list[int]  # ground-truth sentences before the cut one (guided), or nothing
+    cut: list[int]  # the kept start of the sentence
+    flipped: bool = False
 
 
 class BDHSSampler:
-    """Writes BDHS rejected responses for `BDHSItem`s with a `Policy` (see module docstring)."""
+    """Writes BDHS rejected responses for `BDHSItem`s with a `Policy` (see module docstring).
 
-    def __init__(self, policy: Policy, config: BDHSConfig | None = None, similarity: Similarity | None = None):
+    ``tokens``: a `TokenText` of the policy's tokenizer made beforehand (it decodes the vocabulary).
+    """
+
+    def __init__(self, policy: Policy, config: BDHSConfig | None = None, similarity: Similarity | None = None,
+                 tokens: TokenText | None = None):
         self.policy = policy
         self.config = config or BDHSConfig()
         if self.config.corruption not in ("mask", "noise"):
@@ -202,18 +285,21 @@ class BDHSSampler:
             raise ValueError("max_tries must be >= 1")
         self.similarity = similarity if similarity is not None else SentenceSimilarity()
         self.tokenizer = policy.tokenizer
-        self._stops = stop_token_ids(self.tokenizer)
+        if tokens is not None and tokens.tokenizer is not self.tokenizer:
+            raise ValueError("tokens: a TokenText of another tokenizer than the policy's")
+        self.tokens = tokens if tokens is not None else TokenText(self.tokenizer)
 
     def sample(self, items: Sequence[BDHSItem]) -> list[BDHSSample]:
         """One rejected response per item, in order."""
         cfg = self.config
+        chosen = [t.strip() for t in self.tokenizer.batch_decode([i.chosen for i in items], skip_special_tokens=True)]
         done: dict[int, BDHSSample] = {}
         pending = list(range(len(items)))
         for attempt in range(1, cfg.max_tries + 1):
             last = attempt == cfg.max_tries
             guided = cfg.guided and not last
             samples = self._attempt([items[i] for i in pending], attempt, guided)
-            sims = self.similarity([items[i].chosen for i in pending], [s.rejected for s in samples])
+            sims = self.similarity([chosen[i] for i in pending], [s.rejected for s in samples])
             still = []
             for i, sample, sim in zip(pending, samples, sims):
                 sample.similarity = float(sim)
@@ -229,33 +315,37 @@ class BDHSSampler:
     # one try for every pending item: all their sentences in one batched generation
     def _attempt(self, items: Sequence[BDHSItem], attempt: int, guided: bool) -> list[BDHSSample]:
         cfg = self.config
-        rows, keeps, hidden, plans = [], [], [], []
+        rows, keeps, hidden = [], [], []
         for n, item in enumerate(items):
             rng = example_rng(cfg.seed, item.index, attempt)
             is_media = self._media_mask(item.prompt)
             keep = self._media_keep(is_media, rng)
             hidden.append(float((~keep).sum()) / max(1, int(is_media.sum())))
-            if guided:
-                sentences = split_sentences(item.chosen)
-                plan = []
-                for s, sentence in enumerate(sentences):
-                    cut, flipped = cut_sentence(sentence, rng, cfg.flip_yes_no)
-                    rows.append(_Row(n, s, " ".join(sentences[:s]), cut))
-                    keeps.append(keep)
-                    plan.append({"cut": cut, "flipped": flipped})
-                plans.append(plan)
-            else:
-                rows.append(_Row(n, -1, "", ""))
+            if not guided:
+                rows.append(_Row(n, -1, [], []))
                 keeps.append(keep)
-                plans.append([])
-        texts = self._generate(items, rows, keeps, attempt)
-        written: dict[int, list[str]] = {}
-        for row, text in zip(rows, texts):
-            written.setdefault(row.item, []).append(text)
-            if row.sentence >= 0:
-                plans[row.item][row.sentence]["written"] = text
+                continue
+            head: list[int] = []
+            for s, sentence in enumerate(self.tokens.sentences(item.chosen)):
+                cut, flipped = self.tokens.cut(sentence, rng, cfg.flip_yes_no)
+                rows.append(_Row(n, s, head, cut, flipped))
+                keeps.append(keep)
+                head = head + sentence
+        # each sentence is its cut + what the model wrote up to its sentence end
+        written = [row.cut + ids for row, ids in zip(rows, self._generate(items, rows, keeps, attempt))]
+        rejected: list[list[int]] = [[] for _ in items]
+        for row, ids in zip(rows, written):
+            rejected[row.item] += ids
+        # text only for the similarity filter and the audit record
+        decode = self.tokenizer.batch_decode
+        plans: list[list[dict]] = [[] for _ in items]
+        if guided:
+            for row, cut, text in zip(rows, decode([r.cut for r in rows], skip_special_tokens=True),
+                                      decode(written, skip_special_tokens=True)):
+                plans[row.item].append({"cut": cut.strip(), "flipped": row.flipped, "written": text.strip()})
+        texts = decode(rejected, skip_special_tokens=True)
         return [
-            BDHSSample(item.index, " ".join(written.get(n, [])).strip(), attempt, float("nan"), guided,
+            BDHSSample(item.index, texts[n].strip(), rejected[n], attempt, float("nan"), guided,
                        hidden[n] if cfg.corruption == "mask" else 0.0, cfg.corruption, plans[n])
             for n, item in enumerate(items)
         ]
@@ -271,18 +361,15 @@ class BDHSSampler:
         rho = torch.from_numpy(rng.random(len(is_media)))
         return ~is_media | (rho >= self.config.mask_threshold)
 
-    def _generate(self, items, rows: list[_Row], keeps: list[torch.Tensor], attempt: int) -> list[str]:
-        cfg, tok = self.config, self.tokenizer
-        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-        out: list[str] = []
+    def _generate(self, items, rows: list[_Row], keeps: list[torch.Tensor], attempt: int) -> list[list[int]]:
+        """The ids each row's model writes after its prompt + head + cut, EOS excluded."""
+        cfg, eos = self.config, self.tokenizer.eos_token_id
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos
+        out: list[list[int]] = []
         for start in range(0, len(rows), cfg.batch_size):
             chunk = rows[start : start + cfg.batch_size]
-            examples, prefixes = [], []  # prefixes: the assistant text each row continues, and its ids
-            for row in chunk:
-                prefix = " ".join(p for p in (row.head, row.cut) if p)
-                ids = tok(prefix, add_special_tokens=False)["input_ids"] if prefix else []
-                examples.append(items[row.item].prompt.extend(torch.tensor(ids, dtype=torch.long)))
-                prefixes.append(ids)
+            examples = [items[row.item].prompt.extend(torch.tensor(row.head + row.cut, dtype=torch.long))
+                        for row in chunk]
             batch = pad_batch(examples, pad, padding_side="left")
             keep = torch.ones_like(batch["input_ids"], dtype=torch.bool)
             for r, (row, example) in enumerate(zip(chunk, examples)):
@@ -298,19 +385,10 @@ class BDHSSampler:
                 batch, media_keep=keep.to(device) if cfg.corruption == "mask" else None,
                 max_new_tokens=cfg.max_sentence_tokens if guided else cfg.max_response_tokens,
                 do_sample=cfg.do_sample, temperature=cfg.temperature,
-                stop_token_ids=self._stops if guided else [tok.eos_token_id],
+                stop_token_ids=self.tokens.stops if guided else [eos],
                 generator=generator if cfg.do_sample else None,
             )
-            for row, prefix_ids, new_ids in zip(chunk, prefixes, gen.token_ids):
-                new_ids = [t for t in new_ids if t != tok.eos_token_id]
-                text = tok.decode(prefix_ids + new_ids, skip_special_tokens=True)
-                if row.sentence < 0:
-                    out.append(text.strip())
-                    continue
-                # the sentence = its kept cut + what the model wrote, up to the first sentence end
-                tail = text[len(row.head):].strip() if text.startswith(row.head) else text.strip()
-                body = tail[len(row.cut):] if tail.startswith(row.cut) else tail
-                out.append((row.cut + first_sentence(body)).strip())
+            out.extend(without_eos(ids, eos) for ids in gen.token_ids)  # generation ends at the first stop
         return out
 
 
@@ -348,7 +426,6 @@ def generate_dataset(
 
     from zoo.data.collate import ExampleEncoder
     from zoo.data.formats import read_rows
-    from zoo.data.schema import DataError, response_text
 
     source, output = Path(source), Path(output)
     if world is not None:
@@ -379,14 +456,7 @@ def generate_dataset(
         task = bar.add_task("bdhs", total=len(rows), completed=len(rows) - len(todo), rate="")
         for at in range(0, len(todo), chunk_size):
             chunk = todo[at : at + chunk_size]
-            items = []
-            for i, row in chunk:
-                index = _row_id(row, split, i)
-                field = "chosen" if "chosen" in row else "completion"
-                try:
-                    items.append(BDHSItem(index, encoder.encode(row, index, None), response_text(row[field], index, field)))
-                except KeyError:
-                    raise DataError(index, "chosen", "a BDHS source row needs 'chosen' or 'completion'") from None
+            items = [BDHSItem.encode(encoder, row, _row_id(row, split, i)) for i, row in chunk]
             for (i, row), sample in zip(chunk, sampler.sample(items)):
                 f.write(json.dumps(_output_row(row, sample), sort_keys=True) + "\n")
             f.flush()
@@ -482,12 +552,20 @@ class OnlineBDHSPairs(PairSource):
         super().__init__(layout)
         self.config = BDHSConfig(**(config or {}))
         self.similarity_name, self.gamma = similarity, gamma
-        self._sampler: BDHSSampler | None = None  # built on first use (loads the embedder)
+        self._tokens: TokenText | None = None
+        self._sampler: BDHSSampler | None = None  # built on first use, on the policy's device (loads the embedder)
+
+    def prepare(self, policy: Policy) -> None:
+        # read the vocabulary before training, so that a training step calls no tokenizer
+        self._tokens = TokenText(policy.tokenizer)
 
     def sampler(self, policy: Policy) -> BDHSSampler:
         if self._sampler is None or self._sampler.policy is not policy:
+            if self._tokens is None or self._tokens.tokenizer is not policy.tokenizer:
+                self.prepare(policy)
             device = str(next(policy.parameters()).device)
-            self._sampler = BDHSSampler(policy, self.config, SentenceSimilarity(self.similarity_name, device=device))
+            self._sampler = BDHSSampler(policy, self.config, SentenceSimilarity(self.similarity_name, device=device),
+                                        tokens=self._tokens)
         return self._sampler
 
     def collate(self, groups, pad_token_id: int) -> ExampleBatch:
@@ -498,12 +576,12 @@ class OnlineBDHSPairs(PairSource):
             raise TypeError("bdhs_online needs the encoded groups (its own collate), not a padded batch")
         tok = policy.tokenizer
         eos = tok.eos_token_id
-        items = [BDHSItem(g.index, g.prompt, tok.decode([t for t in g.chosen.tolist() if t != eos])) for g in batch.groups]
+        items = [BDHSItem(g.index, g.prompt, without_eos(g.chosen, eos)) for g in batch.groups]
         with eval_mode(policy):
             samples = self.sampler(policy).sample(items)
         groups = []
         for group, sample in zip(batch.groups, samples):
-            rejected = torch.tensor(tok(sample.rejected, add_special_tokens=False)["input_ids"] + [eos])
+            rejected = torch.tensor(sample.rejected_ids + [eos], dtype=torch.long)
             extra = [group.rejected] if self.gamma is not None else []
             groups.append(group.with_responses([group.chosen, rejected, *extra]))
         self.metrics = {"bdhs/tries": sum(s.tries for s in samples) / len(samples),
