@@ -66,5 +66,5 @@ def test_unknown_suite_lists_the_suites(models, tiny_world, tmp_path, capsys):
 
 
 def test_unknown_zoo_name_lists_the_known_names(hub):
-    with pytest.raises(HubError, match=r"unknown zoo name 'no-such-model'; known names: .*shapes-vlm-dpo"):
+    with pytest.raises(HubError, match=r"unknown zoo name 'no-such-model'; known names: .*shapes-vlm\.dpo"):
         load("no-such-model", hub=hub)
