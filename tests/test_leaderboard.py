@@ -105,3 +105,7 @@ def test_submit_takes_an_entry_name_or_its_older_alias(tmp_path, monkeypatch, ca
     assert main(["submit", "shapes-vlm.dpo"]) == 0
     assert main(["submit", "shapes-vlm-dpo"]) == 0
     assert capsys.readouterr().out.count("submitted shapes-vlm") == 2
+    from zoo.leaderboard import leaderboard_folder, read_submissions
+
+    rows = read_submissions(leaderboard_folder(LocalHub()))
+    assert {r["request"]["model"] for r in rows} == {"shapes-vlm.dpo"}  # one model, whichever name was typed

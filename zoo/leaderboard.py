@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from zoo.entries import ENTRIES
 from zoo.hub import MANIFEST, LocalHub, upload_to_hf
 from zoo.results import flatten_metrics, is_number
 
@@ -49,6 +50,8 @@ def submission(model: str, precision: str = "float32", weight_type: str = "Origi
         import yaml
 
         recipe = yaml.safe_load((m.path / "recipe.yaml").read_text()) or {}
+    if model in ENTRIES:  # an older alias and the entry's name are one model on the board
+        model = ENTRIES.get(model).name
     request = {
         "model": model,
         "revision": m.revision or revision or "main",

@@ -323,3 +323,12 @@ def test_lora_reference_on_native_models_is_the_unadapted_model(arch):
     assert (moved[0] - want[0]).abs().max() > 1e-3  # the adapted policy differs …
     for g, w in zip(got, want):
         torch.testing.assert_close(g, w, atol=1e-5, rtol=0)  # … its reference is the un-adapted model
+
+
+def test_fingerprint_of_rows_with_malformed_media_columns_does_not_crash():
+    """A row with ``images: 5`` is a DataError (skippable) at encoding; the fingerprint pass before it must
+    not fail on it, and the malformed value still changes the key."""
+    from zoo.align.reference import dataset_fingerprint
+
+    good = {"prompt": [{"role": "user", "content": "hi"}], "images": []}
+    assert dataset_fingerprint([dict(good, images=5)]) != dataset_fingerprint([good])

@@ -239,7 +239,8 @@ def dataset_fingerprint(rows: Iterable[dict], media_root: str | Path | None = No
     for row in rows:
         h.update(json.dumps(row, sort_keys=True, separators=(",", ":"), default=_json_default).encode())
         for column in MEDIA_COLUMNS.values():
-            for item in row.get(column) or []:
+            items = row.get(column)
+            for item in items if isinstance(items, list) else []:  # a malformed row is skipped at encoding
                 h.update(_digest(_media_bytes(item, root)).encode())
         h.update(b"\n")
     return h.hexdigest()
