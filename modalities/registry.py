@@ -6,10 +6,8 @@ It lives in `modalities` because that package sits at the bottom of the dependen
 
 from __future__ import annotations
 
-import importlib
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -62,28 +60,3 @@ class Registry(Generic[T]):
 def build(registry: Registry[Callable[..., T]], name: str, **kwargs) -> T:
     """Look up a factory by name and call it."""
     return registry.get(name)(**kwargs)
-
-
-@dataclass
-class Modality:
-    """What a composed model needs to know about one input modality."""
-
-    name: str
-    placeholder: str  # the text placeholder a prompt uses for one item, e.g. "<image>"
-    encoder_config: type  # dataclass of the encoder's constructor arguments
-    encoder: type  # nn.Module: processed tensors -> [N, tokens, dim]
-    processor: type  # raw items -> processed tensors
-    input_key: str  # the batch key holding this modality's processed tensors
-
-
-MODALITIES: Registry[Modality] = Registry("modality")
-
-
-def get_modality(name: str) -> Modality:
-    """The registered modality ``name``; its module (``modalities.<name>``) is imported on first use."""
-    if name not in MODALITIES:
-        try:
-            importlib.import_module(f"modalities.{name}")
-        except ModuleNotFoundError:
-            pass
-    return MODALITIES.get(name)
