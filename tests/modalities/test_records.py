@@ -65,12 +65,13 @@ def test_a_record_is_what_example_encoding_loads(modality):
 def test_a_record_names_what_hf_processors_take_and_make(modality):
     """Some family's tiny processor reads the modality by the record's sub-processor and keyword, and what it
     makes of an item is the record's input key, under the record's prefixes, never a per-token input."""
-    from zoo.models.native import TINY_ARCHS, make_tiny_native
+    from zoo.models.families import FAMILIES
+    from zoo.models.native import make_tiny_native
 
-    processors = (make_tiny_native(arch)[1] for arch in TINY_ARCHS)
-    processor = next((p for p in processors if modality.name in processor_modalities(p)), None)
-    if processor is None:
+    family = next((name for name, spec in FAMILIES.items() if modality.name in spec.media), None)
+    if family is None:
         pytest.skip(f"no HF family reads {modality.name} yet")
+    _, processor = make_tiny_native(family)
     assert getattr(processor, modality.hf_subprocessor, None) is not None
     assert modality.processor_kwarg in inspect.signature(type(processor).__call__).parameters
     _, token, media = ExampleEncoder(processor).encode_prompt(_row(modality.name, **{
