@@ -13,7 +13,7 @@ from torch import nn
 from modalities.record import get_modality
 from zoo.align.reference import freeze_modules, media_frozen
 from zoo.data.collate import ExampleEncoder, pad_batch, processor_modalities
-from zoo.models.families import FAMILIES, family_for, family_of, media_module_names
+from zoo.models.families import FAMILIES, default_freeze, family_for, family_of, media_module_names
 from zoo.models.native import TINY_ARCHS, NativeBackbone, _param_names, load_native_policy, make_tiny_native
 from zoo.models.policy import Policy
 
@@ -80,3 +80,15 @@ def test_an_unknown_model_type_names_the_known_families_and_how_to_add_one(tmp_p
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "paligemma"}))
     with pytest.raises(ValueError, match="no backbone family for model_type 'paligemma'"):
         load_native_policy(tmp_path)  # before any weights are looked for
+
+
+def test_freeze_default_is_the_family_default(tmp_path, tiny_policy):
+    from zoo.models import load_policy
+    from zoo.models.native import build_tiny_native
+
+    policy = load_policy(build_tiny_native("qwen2_vl", tmp_path / "qwen"), freeze="default")
+    frozen = {n.split(".")[1] for n, p in policy.model.named_parameters() if not p.requires_grad}
+    assert frozen == {"visual"} and media_frozen(policy.model)
+    assert default_freeze(tiny_policy.model) == ("encoders", "projectors")  # the composed model
+    with pytest.raises(ValueError, match="freeze must be a list of module names or 'default'"):
+        load_policy(tmp_path / "qwen", freeze="visual")

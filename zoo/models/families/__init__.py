@@ -107,6 +107,16 @@ def media_module_names() -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+def default_freeze(model) -> tuple[str, ...]:
+    """What ``freeze="default"`` freezes on ``model``: its family's `FamilySpec.freeze`, or the composed
+    model's encoders and projectors."""
+    from zoo.models.composed import ComposedConfig  # heavy; imported on use
+
+    if isinstance(model.config, ComposedConfig):
+        return COMPOSED_MEDIA_MODULES
+    return family_of(model).freeze
+
+
 for _module in pkgutil.iter_modules(__path__):
     if not _module.name.startswith("_"):
         importlib.import_module(f"{__name__}.{_module.name}")
