@@ -82,6 +82,15 @@ def test_an_unknown_model_type_names_the_known_families_and_how_to_add_one(tmp_p
         load_native_policy(tmp_path)  # before any weights are looked for
 
 
+def test_a_part_saved_alone_loads_as_it_is(tmp_path):
+    """Qwen2.5-Omni loads its thinker from a full checkpoint; a trained thinker saved alone loads too."""
+    model, processor = make_tiny_native("qwen2_5_omni")
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    policy = load_native_policy(tmp_path)
+    assert type(policy.model) is type(model) and policy.backbone.family is FAMILIES.get("qwen2_5_omni")
+
+
 def test_freeze_default_is_the_family_default(tmp_path, tiny_policy):
     from zoo.models import load_policy
     from zoo.models.native import build_tiny_native

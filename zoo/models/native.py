@@ -172,10 +172,11 @@ def load_native_policy(
         kwargs["dtype"] = dtype
     config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
     family = family_for(config.model_type)  # an unknown family fails here, before any weights are read
-    if family.loaded_config is not None:
+    part = getattr(config, family.loaded_config, None) if family.loaded_config else None
+    if part is not None:  # a full checkpoint, not the part saved alone (a trained thinker)
         # Qwen2.5-Omni: text comes from the thinker; the talker and its vocoder (speech out) are not
         # loaded. transformers maps the checkpoint's ``thinker.*`` weights and skips the others.
-        kwargs["config"] = getattr(config, family.loaded_config)
+        kwargs["config"] = part
     model = AutoModelForImageTextToText.from_pretrained(name_or_path, **kwargs)
     if device is not None:
         model = model.to(device)

@@ -60,7 +60,8 @@ class FamilySpec:
     media_boundary_tokens: tuple[str, ...] = ()
     # Per-token inputs the model needs on every decoding step (fed as zeros: a new token is text).
     decode_token_inputs: tuple[str, ...] = ()
-    # The sub-config of a checkpoint that is loaded when not all of it is (Qwen2.5-Omni: its thinker).
+    # The sub-config that is loaded from a full checkpoint when not all of it is (Qwen2.5-Omni: its
+    # thinker); a checkpoint of that part alone (a trained thinker) loads as it is.
     loaded_config: str | None = None
     # The tiny model wrapped in the layout the family's real checkpoints ship (saved by build_tiny_native).
     checkpoint: Callable[[Any], Any] | None = None
