@@ -6,9 +6,11 @@ model method that encodes it), the composed model (placeholder, encoder, process
 ``ZooModel.generate``/``chat`` (a keyword per column) iterate over the records instead of naming image,
 audio and video.
 
-Adding a modality is one new module ``modalities/<name>.py`` (plus its test) that defines its loader and
-registers its record; every module of the package is imported by `all_modalities`, so the new kind is a
-schema column, a processor argument and a ``generate`` keyword at once::
+Adding a modality is one new module ``modalities/<name>.py`` that defines its loader and registers its
+record, plus its test (and an in-memory item of it in ``SAMPLES`` of ``tests/modalities/test_records.py``,
+whose tests check every record against the schema and example encoding). Every module of the package is
+imported by `all_modalities`, so the new kind is a schema column, a processor argument and a ``generate``
+keyword at once::
 
     MODALITIES.register("depth", Modality(
         name="depth", column="depths", load=load_depth, processor_kwarg="depth_maps",

@@ -26,6 +26,12 @@ def modality(request):
     return get_modality(request.param)
 
 
+def sample(m):
+    """An in-memory item of modality ``m``."""
+    assert m.name in SAMPLES, f"add an in-memory {m.name} item to SAMPLES in {__file__}"
+    return SAMPLES[m.name]()
+
+
 def _row(kind: str, **columns) -> dict:
     prompt = [{"role": "user", "content": [{"type": kind}, {"type": "text", "text": "What is it?"}]}]
     return {"prompt": prompt, "completion": "A thing.", **columns}
@@ -45,19 +51,20 @@ def test_a_record_is_what_the_schema_checks(modality):
     with pytest.raises(DataError) as err:  # a placeholder without its item
         validate_row(row, 3)
     assert err.value.field == modality.column
-    validate_row(_row(modality.name, **{modality.column: [SAMPLES[modality.name]()]}), 3)
+    validate_row(_row(modality.name, **{modality.column: [sample(modality)]}), 3)
 
 
 def test_a_record_is_what_example_encoding_loads(modality):
-    sample = SAMPLES[modality.name]()
+    item = sample(modality)
     processor = SimpleNamespace(tokenizer=SimpleNamespace(), **{modality.hf_subprocessor: object()})
     encoder = ExampleEncoder(processor)
     assert processor_modalities(processor) == {modality.name}
-    media = encoder.load_media(_row(modality.name, **{modality.column: [sample]}), 0)
+    media = encoder.load_media(_row(modality.name, **{modality.column: [item]}), 0)
     assert list(media) == [modality.processor_kwarg] and len(media[modality.processor_kwarg]) == 1
     with pytest.raises(DataError) as err:  # a loader failure names the column and the item
-        encoder.load_media(_row(modality.name, **{modality.column: [sample, "missing/file"]}), 0)
+        encoder.load_media(_row(modality.name, **{modality.column: [item, "missing/file"]}), 0)
     assert err.value.field == f"{modality.column}[1]"
+    assert set(modality.load_options) <= set(inspect.signature(modality.load).parameters)
     assert set(modality.input_prefixes) <= set(MEDIA_INPUT_PREFIXES)
     assert media_token_ids(SimpleNamespace(**{modality.token_id_attr: 5})) == {5}
 
@@ -75,7 +82,7 @@ def test_a_record_names_what_hf_processors_take_and_make(modality):
     assert getattr(processor, modality.hf_subprocessor, None) is not None
     assert modality.processor_kwarg in inspect.signature(type(processor).__call__).parameters
     _, token, media = ExampleEncoder(processor).encode_prompt(_row(modality.name, **{
-        modality.column: [SAMPLES[modality.name]()]}), 0)
+        modality.column: [sample(modality)]}), 0)
     assert modality.input_key in media and all(k.startswith(MEDIA_INPUT_PREFIXES) for k in media)
     assert not any(k.startswith(modality.input_prefixes) for k in token)
 
@@ -91,7 +98,7 @@ def test_the_composed_model_takes_the_records_that_have_its_parts(tiny_policy):
             continue
         assert None not in (m.placeholder, m.encoder_config, m.processor)
         if m.name in processor.media:
-            _, _, media = ExampleEncoder(processor).encode_prompt(_row(m.name, **{m.column: [SAMPLES[m.name]()]}), 0)
+            _, _, media = ExampleEncoder(processor).encode_prompt(_row(m.name, **{m.column: [sample(m)]}), 0)
             assert list(media) == [m.input_key]
 
 
@@ -102,7 +109,7 @@ def test_zoo_model_generate_takes_each_column_as_a_keyword(monkeypatch):
     monkeypatch.setattr(ZooModel, "chat", lambda self, messages, max_new_tokens, **kw: seen.update(
         messages=messages, **kw) or "ok")
     model = ZooModel(policy=None, source="folder", path=None, name="x")
-    items = {m.column: [SAMPLES[m.name]()] for m in reversed(all_modalities())}
+    items = {m.column: [sample(m)] for m in reversed(all_modalities())}
     assert model.generate("Hi.", max_new_tokens=2, temperature=0.5, **items) == "ok"
     content = seen["messages"][0]["content"]
     assert [p["type"] for p in content] == [m.name for m in all_modalities()] + ["text"]
