@@ -17,6 +17,7 @@ import soundfile as sf
 import torch
 
 from modalities import MediaError, resolve_path
+from modalities.record import MODALITIES, Modality
 
 AudioLike = Any  # a path, bytes, an HF `Audio` dict, a numpy array or a torch tensor
 
@@ -130,3 +131,12 @@ def _describe(src: AudioLike) -> str:
     if isinstance(src, (bytes, bytearray, memoryview)):
         return f"{len(src)} bytes"
     return f"a {type(src).__name__}"
+
+
+# No composed audio encoder yet (placeholder/encoder/processor None). The loader resamples to the rate
+# the model's feature extractor expects: the example encoder's sampling_rate.
+MODALITIES.register("audio", Modality(
+    name="audio", column="audios", load=load_audio, processor_kwarg="audio", hf_subprocessor="feature_extractor",
+    input_key="input_features", input_prefixes=("input_features", "feature_", "audio_"),
+    token_id_attr="audio_token_id", hf_encode_method="get_audio_features", order=1, load_options=("sampling_rate",),
+))  # fmt: skip

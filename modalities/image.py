@@ -17,7 +17,7 @@ from PIL import Image, UnidentifiedImageError
 from torch import nn
 
 from modalities import MediaError, resolve_path
-from modalities.registry import MODALITIES, Modality
+from modalities.record import MODALITIES, Modality
 
 PLACEHOLDER = "<image>"
 
@@ -152,14 +152,10 @@ class ImageEncoder(nn.Module):
         )
 
 
-MODALITIES.register(
-    "image",
-    Modality(
-        name="image",
-        placeholder=PLACEHOLDER,
-        encoder_config=ImageEncoderConfig,
-        encoder=ImageEncoder,
-        processor=ImageProcessor,
-        input_key="pixel_values",
-    ),
-)
+MODALITIES.register("image", Modality(
+    name="image", column="images", load=load_image, processor_kwarg="images", hf_subprocessor="image_processor",
+    input_key="pixel_values", input_prefixes=("pixel_", "image_"),  # pixel_: also Idefics3's pixel_attention_mask
+    load_options=("max_pixels",),
+    token_id_attr="image_token_id", hf_encode_method="get_image_features", order=0, world="shapes",
+    placeholder=PLACEHOLDER, encoder_config=ImageEncoderConfig, encoder=ImageEncoder, processor=ImageProcessor,
+))  # fmt: skip

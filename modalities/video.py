@@ -17,6 +17,7 @@ import torch
 
 from modalities import MediaError, resolve_path
 from modalities.image import load_image
+from modalities.record import MODALITIES, Modality
 
 VideoLike = Any  # a path, bytes, a {"bytes"|"path"} dict, a [T, H, W, 3] array/tensor or a list of frames
 
@@ -132,3 +133,10 @@ def _stack(frames: list | tuple, root: str | Path | None) -> np.ndarray:
         raise MediaError(f"video frames differ in size: {sorted(sizes)}")
     return np.stack(images)
 
+
+# No composed video encoder yet (placeholder/encoder/processor None); the loader samples num_frames frames.
+MODALITIES.register("video", Modality(
+    name="video", column="videos", load=load_video, processor_kwarg="videos", hf_subprocessor="video_processor",
+    input_key="pixel_values_videos", input_prefixes=("video_", "pixel_values_videos"),
+    token_id_attr="video_token_id", hf_encode_method="get_video_features", order=2, load_options=("num_frames",),
+))  # fmt: skip

@@ -191,15 +191,20 @@ print(json.dumps({{"max_diff": float((a - b).abs().max()), "source": m.source}})
 def test_list_models_and_cli(capsys, hub, monkeypatch):
     from zoo import list_models
     from zoo.cli import main
+    from zoo.registry import ENTRIES, ZooEntry
 
     names = [e.name for e in list_models()]
     assert {"shapes-vlm", "shapes-vlm.dpo", "shapes-vlm.bdhs", "shapes-vlm.online-bdhs"} <= set(names)
     monkeypatch.setenv("ZOO_HOME", str(hub.root.parent))
+    frozen = ZooEntry("x-frozen", "hf/x", ("image",), ("model=hf", "model.freeze=[visual,audio_tower]"), "zoo/x",
+                      embedded=False)
+    monkeypatch.setitem(ENTRIES, frozen.name, frozen)
     assert main(["list"]) == 0
     out = "".join(line.strip("│┃ ") for line in capsys.readouterr().out.splitlines())  # cells may wrap
     assert "shapes-vlm.bdhs" in out and "shapes-vlm-bdhs" in out  # the name and its older alias
     # every override shows in full, [lists] included (rich would read them as markup)
-    assert "model.freeze=[vision_tower,multi_modal_projector,image_newline]" in out.replace(" ", "")
+    assert "model.path=llava-hf/llava-v1.6-vicuna-7b-hf" in out.replace(" ", "")
+    assert "model.freeze=[visual,audio_tower]" in out.replace(" ", "")
     assert isinstance(load.__doc__, str) and ZooModel.generate.__doc__
 
 
@@ -261,7 +266,7 @@ def test_real_backbone_entries_on_tiny_stand_ins(name, arch, hub, tmp_path):
     if entry.recipe[0] == "recipe=bdhs":
         overrides += ["module.pairs.config.max_tries=1", "module.pairs.config.max_sentence_tokens=4"]
     cfg = compose_config(overrides)
-    assert cfg.module.reference._target_ == "zoo.align.reference.LoRAReference" and list(cfg.model.freeze)
+    assert cfg.module.reference._target_ == "zoo.align.reference.LoRAReference" and cfg.model.freeze == "default"
     metrics = train(cfg)
     assert metrics["global_step"] == 2 and torch.isfinite(torch.tensor(metrics["train/loss"]))
     from hydra.utils import instantiate

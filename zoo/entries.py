@@ -87,34 +87,33 @@ _shapes_entry("online_bdhs", "online BDHS: rejected written by the policy every 
 
 # Real backbones: HF-native checkpoints, aligned on GPUs (not embedded: the base weights are downloaded).
 # The overrides are starting points for one 80 GB GPU: LoRA on the language model (the BDHS paper used
-# r=128 / α=256), media towers frozen, the LoRA-disabled model as the reference, bf16.
-def _gpu_entry(backbone: str, hf_id: str, recipe: str, freeze: str, lr: float, description: str,
+# r=128 / α=256), media towers frozen (model=hf freezes its family's default: zoo/models/families), the
+# LoRA-disabled model as the reference, bf16.
+def _gpu_entry(backbone: str, hf_id: str, recipe: str, lr: float, description: str,
                modalities: tuple[str, ...] = ("image",), beta: float = 0.1, tags: tuple[str, ...] = ()) -> ZooEntry:
     """``<backbone>.<recipe>``; its hub repo (and alias) keep the earlier name ``<backbone>-<recipe>``."""
     old = f"{backbone}-{recipe}"
-    overrides = (f"recipe={recipe}", "model=hf", f"model.path={hf_id}", f"model.freeze={freeze}",
+    overrides = (f"recipe={recipe}", "model=hf", f"model.path={hf_id}",
                  "reference=lora_disabled", f"module.objective.hparams.beta={beta}", f"module.optimizer.lr={lr}",
                  "trainer.precision=bf16-mixed", "trainer.accelerator=gpu")
     return register(ZooEntry(f"{backbone}.{recipe}", hf_id, modalities, overrides, f"zoo/{old}",
                              description=description, embedded=False, tags=(recipe, "lora", *tags)), aliases=(old,))
 
 
-_gpu_entry("llava-1.5-7b", "llava-hf/llava-1.5-7b-hf", "bdhs", "[vision_tower,multi_modal_projector]", 2e-5,
+_gpu_entry("llava-1.5-7b", "llava-hf/llava-1.5-7b-hf", "bdhs", 2e-5,
            "LLaVA-1.5-7B aligned with offline BDHS (LoRA r=128, α=256)")
-_gpu_entry("llava-1.6-7b", "llava-hf/llava-v1.6-vicuna-7b-hf", "bdhs",
-           "[vision_tower,multi_modal_projector,image_newline]", 2e-5,
+_gpu_entry("llava-1.6-7b", "llava-hf/llava-v1.6-vicuna-7b-hf", "bdhs", 2e-5,
            "LLaVA-1.6-7B (anyres) aligned with offline BDHS, the BDHS paper's setting (LoRA r=128, α=256)")
-_gpu_entry("qwen2-vl-2b", "Qwen/Qwen2-VL-2B-Instruct", "dpo", "[visual]", 1e-5,
+_gpu_entry("qwen2-vl-2b", "Qwen/Qwen2-VL-2B-Instruct", "dpo", 1e-5,
            "Qwen2-VL-2B-Instruct aligned with DPO (+ RPO term, LoRA r=128, α=256)")
-_gpu_entry("qwen2.5-vl-3b", "Qwen/Qwen2.5-VL-3B-Instruct", "bdhs", "[visual]", 1e-5,
+_gpu_entry("qwen2.5-vl-3b", "Qwen/Qwen2.5-VL-3B-Instruct", "bdhs", 1e-5,
            "Qwen2.5-VL-3B-Instruct aligned with offline BDHS (LoRA r=128, α=256)")
 # the thinker is aligned (text out); the talker and vocoder (speech out) are not loaded
-_gpu_entry("qwen2.5-omni-3b", "Qwen/Qwen2.5-Omni-3B", "dpo", "[visual,audio_tower]", 1e-5,
+_gpu_entry("qwen2.5-omni-3b", "Qwen/Qwen2.5-Omni-3B", "dpo", 1e-5,
            "Qwen2.5-Omni-3B's thinker aligned with DPO (+ RPO term, LoRA r=128, α=256); text answers",
            modalities=("image", "audio", "video"), tags=("omni",))
-_gpu_entry("idefics3-8b", "HuggingFaceM4/Idefics3-8B-Llama3", "dpo", "[vision_model,connector]", 1e-5,
+_gpu_entry("idefics3-8b", "HuggingFaceM4/Idefics3-8B-Llama3", "dpo", 1e-5,
            "Idefics3-8B (Llama 3.1, image crops) aligned with DPO (+ RPO term, LoRA r=128, α=256)")
 # the image-generation half (VQ-VAE, its embeddings, aligner and head) stays frozen: text answers only
-_gpu_entry("janus-pro-1b", "deepseek-community/Janus-Pro-1B", "dpo",
-           "[vision_model,aligner,vqmodel,generation_embeddings,generation_aligner,generation_head]", 1e-5,
+_gpu_entry("janus-pro-1b", "deepseek-community/Janus-Pro-1B", "dpo", 1e-5,
            "Janus-Pro-1B aligned with DPO on its understanding path (+ RPO term, LoRA r=128, α=256)")

@@ -41,26 +41,30 @@ class ZooModel:
         results = self.path / "results.json"
         return json.loads(results.read_text()) if results.is_file() else None
 
-    def chat(self, messages: list[dict], images=None, audios=None, videos=None, max_new_tokens: int = 64,
-             **gen) -> str:
-        """Reply to a conversation (TRL's format): its ``{"type": "image"|"audio"|"video"}`` parts take
-        ``images``/``audios``/``videos`` in order (paths, bytes, PIL images, arrays — see `modalities`)."""
+    def chat(self, messages: list[dict], max_new_tokens: int = 64, **kwargs) -> str:
+        """Reply to a conversation (TRL's format): its ``{"type": "image"|"audio"|"video"}`` parts take the
+        items of the keyword named by the modality's column — ``images=``, ``audios=``, ``videos=`` — in order
+        (paths, bytes, PIL images, arrays — see `modalities`); other keywords go to `Policy.generate`."""
+        from modalities.record import all_modalities
         from zoo.data.collate import ExampleEncoder, pad_batch
         from zoo.models.policy import to_device
 
-        row = {"prompt": messages, "images": _items(images), "audios": _items(audios), "videos": _items(videos)}
+        row = {"prompt": messages, **{m.column: _items(kwargs.pop(m.column, None)) for m in all_modalities()}}
         encoded = ExampleEncoder(self.processor).encode(row, "chat", None)
         tok = self.policy.tokenizer
         batch = pad_batch([encoded], tok.pad_token_id, padding_side="left")
         batch = to_device(batch, next(self.policy.parameters()).device)
-        return self.policy.generate(batch, max_new_tokens=max_new_tokens, **gen).texts[0]
+        return self.policy.generate(batch, max_new_tokens=max_new_tokens, **kwargs).texts[0]
 
-    def generate(self, text: str, images=None, audios=None, videos=None, max_new_tokens: int = 64, **gen) -> str:
-        """One user turn: media (one item or a list per kind) come before the text, images first."""
-        media = {"image": _items(images), "audio": _items(audios), "video": _items(videos)}
-        content = [{"type": kind} for kind, items in media.items() for _ in items] + [{"type": "text", "text": text}]
-        return self.chat([{"role": "user", "content": content}], media["image"], media["audio"], media["video"],
-                         max_new_tokens, **gen)
+    def generate(self, text: str, max_new_tokens: int = 64, **kwargs) -> str:
+        """One user turn: media (one item or a list per kind: ``images=``, ``audios=``, ``videos=``) come
+        before the text, images first; other keywords go to `Policy.generate`."""
+        from modalities.record import all_modalities
+
+        media = [(m, _items(kwargs.pop(m.column, None))) for m in all_modalities()]  # in the records' order
+        content = [{"type": m.name} for m, items in media for _ in items] + [{"type": "text", "text": text}]
+        return self.chat([{"role": "user", "content": content}], max_new_tokens,
+                         **{m.column: items for m, items in media}, **kwargs)
 
 
 def _items(media) -> list:

@@ -165,42 +165,23 @@ class TextSource:
 
 
 def build_tiny_llava(out_dir: Path, texts: list[str], sizes: Sizes, seed: int = 0) -> Path:
-    """A random LLaVA (CLIP vision tower + Llama) and its processor, saved to ``out_dir``."""
+    """A random LLaVA (CLIP vision tower + Llama) and its processor, saved to ``out_dir``: the llava
+    family's tiny stand-in (zoo.models.families.llava) at the benchmark's sizes."""
     import torch
-    from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaImageProcessor, LlavaProcessor
-
-    from zoo.models.tokenizer import train_tokenizer
-
     from transformers.utils import logging as hf_logging
 
+    from zoo.models.families import FAMILIES, TinySizes
+
     hf_logging.disable_progress_bar()
-    tok = train_tokenizer(texts, vocab_size=sizes.vocab, placeholders={"image": "<image>"})
-    vision = dict(
-        model_type="clip_vision_model", hidden_size=sizes.vision_hidden, intermediate_size=sizes.vision_intermediate,
-        num_hidden_layers=sizes.vision_layers, num_attention_heads=sizes.vision_heads, image_size=sizes.image_size,
-        patch_size=sizes.patch_size, projection_dim=sizes.vision_hidden,
-    )  # fmt: skip
-    text = dict(
-        model_type="llama", vocab_size=len(tok), hidden_size=sizes.hidden, intermediate_size=sizes.intermediate,
-        num_hidden_layers=sizes.layers, num_attention_heads=sizes.heads, num_key_value_heads=sizes.kv_heads,
-        max_position_embeddings=2048, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-    )  # fmt: skip
-    config = LlavaConfig(
-        vision_config=vision, text_config=text, image_token_id=tok.convert_tokens_to_ids("<image>"),
-        image_seq_length=sizes.media_tokens, vision_feature_layer=-1, vision_feature_select_strategy="default",
-    )  # fmt: skip
-    image_processor = LlavaImageProcessor(
-        size={"shortest_edge": sizes.image_size}, crop_size={"height": sizes.image_size, "width": sizes.image_size}
-    )
-    # CLIP adds a CLS token (num_additional_image_tokens=1) that the "default" strategy drops again.
-    processor = LlavaProcessor(
-        image_processor=image_processor, tokenizer=tok, patch_size=sizes.patch_size,
-        vision_feature_select_strategy="default", num_additional_image_tokens=1, chat_template=tok.chat_template,
+    model_sizes = TinySizes(
+        image_size=sizes.image_size, patch_size=sizes.patch_size, vision_hidden=sizes.vision_hidden,
+        vision_intermediate=sizes.vision_intermediate, vision_layers=sizes.vision_layers,
+        vision_heads=sizes.vision_heads, hidden=sizes.hidden, intermediate=sizes.intermediate, layers=sizes.layers,
+        heads=sizes.heads, kv_heads=sizes.kv_heads, vocab=sizes.vocab, max_positions=2048,
     )  # fmt: skip
     torch.manual_seed(seed)
-    model = LlavaForConditionalGeneration(config).eval()
-    model.save_pretrained(out_dir)
+    model, processor = FAMILIES.get("llava").tiny(texts, model_sizes)
+    model.eval().save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
     return out_dir
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from modalities import MediaError
 from modalities.image import ImageEncoder, ImageEncoderConfig, ImageProcessor, load_image
-from modalities.registry import get_modality
+from modalities.record import get_modality
 
 
 def _png_bytes(colour=(255, 0, 0), size=(10, 6)) -> bytes:

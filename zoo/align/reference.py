@@ -64,6 +64,7 @@ from zoo.data.batches import Batch, Encoded, GroupBatch
 from zoo.data.collate import pad_batch
 from zoo.data.schema import MEDIA_COLUMNS
 from zoo.models.adapters import find_peft_model
+from zoo.models.families import media_module_names
 from zoo.models.policy import Media, Policy, eval_mode
 from zoo.registry import Registry
 
@@ -96,17 +97,10 @@ class Reference(nn.Module, ABC):
         return None if out is None else (out[:, 0], out[:, 1])
 
 
-# What turns media into language-model inputs: the composed model's modules, then HF-native names
-# (LLaVA / Gemma 3: vision_tower + multi_modal_projector, LLaVA-NeXT also its image_newline parameter;
-# Qwen2-VL / Omni: visual, its merger included, and audio_tower; Idefics3: vision_model + connector;
-# Janus: vision_model + aligner).
-MEDIA_MODULE_NAMES = ("encoders", "projectors", "vision_tower", "visual", "multi_modal_projector", "audio_tower",
-                      "image_newline", "vision_model", "connector", "aligner")  # fmt: skip
-
-
 def _media_parts(model: nn.Module) -> list[nn.Module | nn.Parameter]:
+    """What turns media into language-model inputs (the composed model's and every family's media modules)."""
     owners = [model, getattr(model, "model", None)]  # HF-native models keep them on the inner model
-    parts = (getattr(o, name, None) for o in owners if o is not None for name in MEDIA_MODULE_NAMES)
+    parts = (getattr(o, name, None) for o in owners if o is not None for name in media_module_names())
     return [p for p in parts if isinstance(p, (nn.Module, nn.Parameter))]
 
 

@@ -21,9 +21,8 @@ from typing import Any
 import torch
 
 from modalities import MediaError
-from modalities.audio import load_audio
-from modalities.image import MAX_IMAGE_PIXELS, load_image
-from modalities.video import load_video
+from modalities.image import MAX_IMAGE_PIXELS
+from modalities.record import all_modalities
 from zoo.data.batches import (
     CHOSEN_REJECTED,
     IGNORE_INDEX,
@@ -36,7 +35,7 @@ from zoo.data.batches import (
 from zoo.data.schema import MEDIA_COLUMNS, DataError, media_items, response_text, validate_row
 
 # Processor outputs that always describe media, never prompt tokens (pixels, grids, sizes, audio features).
-MEDIA_INPUT_PREFIXES = ("pixel_", "image_", "video_", "input_features", "feature_", "audio_")
+MEDIA_INPUT_PREFIXES = tuple(dict.fromkeys(p for m in all_modalities() for p in m.input_prefixes))
 
 
 def media_token_ids(processor) -> set[int]:
@@ -48,8 +47,8 @@ def media_token_ids(processor) -> set[int]:
     found = set()
     tokenizer = getattr(processor, "tokenizer", None)  # Janus keeps its image token on the tokenizer only
     for owner in (processor, tokenizer):
-        for name in ("image_token_id", "video_token_id", "audio_token_id"):
-            value = getattr(owner, name, None)
+        for m in all_modalities():
+            value = getattr(owner, m.token_id_attr, None)
             if isinstance(value, int):
                 found.add(value)
     return found
@@ -59,8 +58,7 @@ def processor_modalities(processor) -> set[str]:
     """The media kinds a processor reads: ours lists them; an HF processor has a sub-processor per kind."""
     if isinstance(getattr(processor, "media", None), dict):  # the composed model's processor
         return set(processor.media)
-    parts = {"image": "image_processor", "audio": "feature_extractor", "video": "video_processor"}
-    return {kind for kind, attr in parts.items() if getattr(processor, attr, None) is not None}
+    return {m.name for m in all_modalities() if getattr(processor, m.hf_subprocessor, None) is not None}
 
 
 class ExampleEncoder:
@@ -94,21 +92,20 @@ class ExampleEncoder:
 
     def load_media(self, row: dict, index: Any) -> dict[str, list]:
         """The row's media, read and decoded, as the processor's keyword arguments (only kinds present)."""
-        loaders = {
-            "image": ("images", lambda item: load_image(item, self.media_root, self.max_image_pixels)),
-            "audio": ("audio", lambda item: load_audio(item, self.media_root, self.sampling_rate)),
-            "video": ("videos", lambda item: load_video(item, self.media_root, self.video_frames)),
-        }
+        # what loaders may take by name (a record's load_options)
+        settings = {"sampling_rate": self.sampling_rate, "num_frames": self.video_frames,
+                    "max_pixels": self.max_image_pixels}
         media = {}
-        for kind, (argument, load) in loaders.items():
+        for m in all_modalities():
+            options = {name: settings[name] for name in m.load_options}
             loaded = []
-            for i, item in enumerate(media_items(row, kind)):
+            for i, item in enumerate(media_items(row, m.name)):
                 try:
-                    loaded.append(load(item))
+                    loaded.append(m.load(item, self.media_root, **options))
                 except MediaError as e:
-                    raise DataError(index, f"{MEDIA_COLUMNS[kind]}[{i}]", str(e)) from None
+                    raise DataError(index, f"{m.column}[{i}]", str(e)) from None
             if loaded:
-                media[argument] = loaded
+                media[m.processor_kwarg] = loaded
         return media
 
     def encode_prompt(self, row: dict, index: Any) -> tuple[torch.Tensor, dict, dict]:

@@ -3,8 +3,8 @@
 A row has ``prompt`` (a list of messages whose content parts are ``{"type": "text", "text": …}``
 or media placeholders ``{"type": "image"|"audio"|"video"}``), a response — ``completion`` for SFT,
 ``chosen`` + ``rejected`` for preferences, ``responses`` + ``scores`` for ranked data — and media
-columns ``images`` / ``audios`` / ``videos`` holding paths, bytes or arrays in placeholder order.
-Responses are a string or a list of assistant messages.
+columns ``images`` / ``audios`` / ``videos`` (one per modality record) holding paths, bytes or arrays
+in placeholder order. Responses are a string or a list of assistant messages.
 
 Every check raises `DataError`, which names the example and the field.
 """
@@ -13,7 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
-MEDIA_COLUMNS = {"image": "images", "audio": "audios", "video": "videos"}
+from modalities.record import all_modalities
+
+# modality -> its column, from the modality records (modalities/*.py)
+MEDIA_COLUMNS = {m.name: m.column for m in all_modalities()}
 RESPONSE_FIELDS = ("completion", "chosen", "rejected")
 
 

@@ -6,10 +6,11 @@ from pathlib import Path
 
 
 def load_policy(path: str | Path, dtype=None, device=None, trust_remote_code: bool = False,
-                lora: dict | None = None, freeze: list[str] | tuple[str, ...] = ()):
+                lora: dict | None = None, freeze: list[str] | tuple[str, ...] | str = ()):
     """Load a saved model folder (or hub id) as a `Policy`, composed or HF-native alike.
 
-    ``freeze``: submodules to freeze (e.g. ``["vision_tower", "multi_modal_projector"]``); ``lora``:
+    ``freeze``: submodules to freeze (e.g. ``["vision_tower", "multi_modal_projector"]``), or ``"default"``
+    for the model's family default (its media towers: `zoo.models.families.default_freeze`); ``lora``:
     ``{"r", "alpha", "target_modules", "dropout"}`` wraps the language model with LoRA adapters
     (base weights frozen; pair it with ``reference=lora_disabled``).
     """
@@ -29,6 +30,12 @@ def load_policy(path: str | Path, dtype=None, device=None, trust_remote_code: bo
         from zoo.models.native import load_native_policy
 
         policy = load_native_policy(path, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
+    if freeze == "default":
+        from zoo.models.families import default_freeze
+
+        freeze = default_freeze(policy.model)
+    elif isinstance(freeze, str):
+        raise ValueError(f"freeze must be a list of module names or 'default', got {freeze!r}")
     if freeze or lora:
         from zoo.models.adapters import apply_lora, freeze_modules
 

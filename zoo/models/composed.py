@@ -32,10 +32,20 @@ from transformers import (
 from transformers.configuration_utils import SubConfigSpec
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from modalities.registry import get_modality
+from modalities.record import Modality, all_modalities, get_modality
 from zoo.models.policy import Backbone, Batch, Media, Policy, fold_media_keep, padding_position_ids
 
 PROCESSOR_CONFIG = "processor_config.json"
+
+
+def composed_modality(name: str) -> Modality:
+    """The record of a modality the composed model can take (one with an encoder, processor, placeholder)."""
+    modality = get_modality(name)
+    if modality.encoder is None:
+        takes = ", ".join(m.name for m in all_modalities() if m.encoder is not None)
+        raise ValueError(f"the composed model has no {name} encoder yet (modalities/{name}.py registers none); "
+                         f"it takes: {takes}")
+    return modality
 
 
 class ComposedConfig(PreTrainedConfig):
@@ -88,7 +98,7 @@ class ComposedForConditionalGeneration(PreTrainedModel, GenerationMixin):
         self.projectors = nn.ModuleDict()
         self.num_media_tokens: dict[str, int] = {}
         for name, spec in config.modalities.items():
-            modality = get_modality(name)
+            modality = composed_modality(name)
             encoder = modality.encoder(modality.encoder_config(**spec["encoder"]))
             self.encoders[name] = encoder
             self.projectors[name] = build_projector(spec.get("projector", "mlp2x_gelu"), encoder.out_dim, hidden)
@@ -114,7 +124,7 @@ class ComposedForConditionalGeneration(PreTrainedModel, GenerationMixin):
         """Projected media embeddings ``{modality: [N, tokens, hidden]}`` for the inputs present."""
         out = {}
         for name, encoder in self.encoders.items():
-            x = inputs.get(get_modality(name).input_key)
+            x = inputs.get(composed_modality(name).input_key)
             if x is not None and len(x):
                 feats = encoder(x.to(self.device, dtype=next(encoder.parameters()).dtype))
                 out[name] = self.projectors[name](feats)
@@ -193,9 +203,9 @@ class ComposedProcessor:
         self.tokenizer = tokenizer
         self.media = json.loads(json.dumps(media))  # plain JSON types, as saved
         self.media_processors = {
-            name: get_modality(name).processor.from_dict(spec["processor"]) for name, spec in self.media.items()
+            name: composed_modality(name).processor.from_dict(spec["processor"]) for name, spec in self.media.items()
         }
-        self.placeholders = {name: get_modality(name).placeholder for name in self.media}
+        self.placeholders = {name: composed_modality(name).placeholder for name in self.media}
         self.placeholder_ids = {n: tokenizer.convert_tokens_to_ids(p) for n, p in self.placeholders.items()}
 
     @property
@@ -211,20 +221,25 @@ class ComposedProcessor:
             messages, add_generation_prompt=add_generation_prompt, tokenize=tokenize, **kw
         )
 
-    def __call__(self, text, images=None, return_tensors="pt", add_special_tokens: bool = False, padding=False, **kw):
+    def __call__(self, text, return_tensors="pt", add_special_tokens: bool = False, padding=False, **kw):
+        """Expand placeholders and process media, given as HF processors take them (``images=[…]``: each
+        modality record's ``processor_kwarg``); other keywords are ignored."""
         texts = [text] if isinstance(text, str) else list(text)
-        images = list(images or [])
         out: dict[str, Any] = {}
-        if "image" in self.media:
-            placeholder, k = self.placeholders["image"], self.media["image"]["num_tokens"]
+        for modality in all_modalities():
+            items = list(kw.get(modality.processor_kwarg) or [])
+            if modality.name not in self.media:
+                if items:
+                    raise ValueError(f"this model takes no {modality.column}")
+                continue
+            placeholder, k = self.placeholders[modality.name], self.media[modality.name]["num_tokens"]
             n_placeholders = sum(t.count(placeholder) for t in texts)
-            if n_placeholders != len(images):
-                raise ValueError(f"the text holds {n_placeholders} {placeholder} placeholder(s) but {len(images)} image(s) were given")
+            if n_placeholders != len(items):
+                raise ValueError(f"the text holds {n_placeholders} {placeholder} placeholder(s) but {len(items)} "
+                                 f"{modality.name}(s) were given")
             texts = [t.replace(placeholder, placeholder * k) for t in texts]
-            if images:
-                out["pixel_values"] = self.media_processors["image"](images)
-        elif images:
-            raise ValueError("this model takes no images")
+            if items:
+                out[modality.input_key] = self.media_processors[modality.name](items)
         enc = self.tokenizer(texts, add_special_tokens=add_special_tokens, padding=padding, return_tensors=return_tensors)
         out.update(enc)
         return out
@@ -308,7 +323,7 @@ def build_composed_policy(
     from zoo.models.tokenizer import train_tokenizer
 
     torch.manual_seed(seed)
-    placeholders = {name: get_modality(name).placeholder for name in modalities}
+    placeholders = {name: composed_modality(name).placeholder for name in modalities}
     if "path" in tokenizer:
         tok = AutoTokenizer.from_pretrained(tokenizer["path"])
     else:
