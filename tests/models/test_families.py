@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from modalities.record import get_modality
-from zoo.align.reference import freeze_modules, media_frozen
+from zoo.align.reference import media_frozen
+from zoo.models.adapters import freeze_modules
 from zoo.data.collate import ExampleEncoder, pad_batch, processor_modalities
 from zoo.models.families import FAMILIES, default_freeze, family_for, family_of, media_module_names
 from zoo.models.native import TINY_ARCHS, NativeBackbone, _param_names, load_native_policy, make_tiny_native
