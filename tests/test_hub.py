@@ -191,7 +191,7 @@ print(json.dumps({{"max_diff": float((a - b).abs().max()), "source": m.source}})
 def test_list_models_and_cli(capsys, hub, monkeypatch):
     from zoo import list_models
     from zoo.cli import main
-    from zoo.registry import ENTRIES, ZooEntry
+    from zoo.entries import ENTRIES, ZooEntry
 
     names = [e.name for e in list_models()]
     assert {"shapes-vlm", "shapes-vlm.dpo", "shapes-vlm.bdhs", "shapes-vlm.online-bdhs"} <= set(names)
