@@ -199,6 +199,7 @@ def test_list_models_and_cli(capsys, hub, monkeypatch):
     frozen = ZooEntry("x-frozen", "hf/x", ("image",), ("model=hf", "model.freeze=[visual,audio_tower]"), "zoo/x",
                       embedded=False)
     monkeypatch.setitem(ENTRIES._entries, frozen.name, frozen)
+    monkeypatch.setenv("COLUMNS", "400")  # no wrapping: a wrapped cell's lines interleave with its neighbours'
     assert main(["list"]) == 0
     out = "".join(line.strip("│┃ ") for line in capsys.readouterr().out.splitlines())  # cells may wrap
     assert "shapes-vlm.bdhs" in out and "shapes-vlm-bdhs" in out  # the name and its older alias
