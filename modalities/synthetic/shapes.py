@@ -6,14 +6,25 @@ and the train split plants a spurious co-occurrence (each anchor shape nearly al
 comes with its partner) that a preference-aligned model should learn not to trust.
 The ``trigger`` split shows anchors *without* their partners to expose that bias.
 
-For DPO the world also writes ``pairs.jsonl``: synthetic annotated preference pairs (the
-counterpart of POVID-style pairs), where ``chosen`` is the ground-truth caption and
-``rejected`` is the same caption with one injected plausible hallucination (see
-:func:`hallucinate` and :data:`HALLUCINATION_WEIGHTS`). Pairs are made on their own images
-(``images/pairs/``), drawn without the co-occurrence bias: like real preference data they are
-collected apart from the SFT data, and an annotator describes what is there, so lone anchors —
-where the bias prior hallucinates — are common. Pairs over the SFT train images carried almost
-no signal: the SFT model reproduces those captions nearly verbatim.
+Training captions describe part of the scene (each object named with probability ``mention_prob``),
+as human captions do, so the number of objects to name cannot be read off the image and a model can
+hallucinate by *addition* (name an absent object beside all the present ones): CHAIR and recall then
+measure different things.
+
+For DPO the world also writes ``pairs.jsonl`` on its own images (``images/pairs/``), drawn without
+the co-occurrence bias, so lone anchors — where the bias prior hallucinates — are common. Two regimes
+(``pairs_regime``):
+
+* ``relative`` (default), how real preference data differs from demonstrations: both responses are
+  captions of a *biased describer* — a model that learned the train split's prior, naming the absent
+  partner of a named lone anchor with probability ``describer_bias`` and making another error with
+  probability ``describer_noise`` — and the annotator prefers the one with fewer false sentences
+  (ties are no preference and are drawn again). The chosen caption is better, not right: it still
+  names the absent partner in most pairs where the prior fires, so imitating it keeps the bias and
+  only the contrast with the rejected teaches the model to drop it.
+* ``gold`` (the easy case, version 1): ``chosen`` is the true caption and ``rejected`` the same
+  caption with one injected plausible hallucination (:func:`hallucinate`,
+  :data:`HALLUCINATION_WEIGHTS`). Imitating the chosen captions alone fixes the bias here.
 
 Everything is deterministic: the same :class:`ShapesConfig` gives byte-identical files.
 """
@@ -64,7 +75,8 @@ HALLUCINATION_KINDS = ("partner", "co_occurrence", "colour", "count")
 # "partner" when the image has an anchor without its partner, else "co_occurrence".
 HALLUCINATION_WEIGHTS = {"bias": 0.5, "colour": 0.25, "count": 0.25}
 POPE_KINDS = ("random", "popular", "adversarial")
-VERSION = "1"
+PAIR_REGIMES = ("relative", "gold")  # see ShapesConfig.pairs_regime
+VERSION = "2"
 
 _PARTNER = dict(BIAS_PAIRS)  # anchor -> partner
 _MATE = {**_PARTNER, **{p: a for a, p in BIAS_PAIRS}}  # either member -> the other
@@ -88,8 +100,16 @@ class ShapesConfig:
     bias: float = 0.95  # train: probability an anchor brings its partner along
     questions_per_image: int = 2  # train: distinct question rows per image (0..5)
     caption_order: str = "shape"  # objects in captions: "shape" (SHAPES order, partners follow anchors) or "position"
+    mention_prob: float = 0.75  # training captions name each object with this probability (at least one): like
+    # human captions they describe part of the scene, so a model cannot read how many objects to name off the
+    # image and can hallucinate by *addition*; 1.0: exhaustive captions (version-1 worlds)
     n_pairs: int = 4000  # images of the pairs split (unbiased, own stream; 0: no pairs file)
     pairs_per_image: int = 1  # annotated preference pairs per pairs image
+    pairs_regime: str = "relative"  # "relative": two captions of a biased describer, the one with fewer false
+    # sentences chosen (it may be wrong too); "gold": chosen = the true caption, rejected = it + one injected error
+    describer_bias: float = 0.8  # relative: P(the describer names the absent partner of a named lone anchor)
+    describer_noise: float = 0.3  # relative: P(one other error per caption: a wrong colour or an extra object)
+    describer_addition: float = 0.5  # relative: P(the other error is an extra object, not a wrong colour)
     n_ranked: int = 1000  # images of the ranked split (unbiased, own stream; 0: no ranked file)
     ranked_responses: int = 4  # K captions per ranked image: the truth, then 1, 2, … injected hallucinations
 
@@ -220,7 +240,7 @@ def caption(objects: Sequence[dict[str, Any]], order: str = "shape") -> str:
     return " ".join(_sentence(o) for o in sorted(objects, key=lambda o: table.index(o[key])))
 
 
-def _existence_q(shape: str) -> str:
+def existence_question(shape: str) -> str:
     return f"Is there a {shape} in the image?"
 
 
@@ -239,7 +259,7 @@ def corpus() -> list[str]:
     """
     texts = [_DESCRIBE, _COUNT_QUESTION, "Yes.", "No.", "yes", "no"]
     for shape in SHAPES:
-        texts += [_existence_q(shape), _colour_q(shape), _position_q(shape)]
+        texts += [existence_question(shape), _colour_q(shape), _position_q(shape)]
     for colour in COLOURS:
         texts += [f"{colour.capitalize()}.", colour]
     for word in NUMBER_WORDS:
@@ -300,7 +320,7 @@ def _question(kind: str, shape: str | None, objects: list[dict]) -> tuple[str, s
     by_shape = {o["shape"]: o for o in objects}
     if kind.startswith("existence"):
         answer = "yes" if shape in by_shape else "no"
-        return "existence", _existence_q(shape), f"{answer.capitalize()}.", answer
+        return "existence", existence_question(shape), f"{answer.capitalize()}.", answer
     if kind == "count":
         word = NUMBER_WORDS[len(objects)]
         return "count", _COUNT_QUESTION, f"{word.capitalize()}.", word
@@ -318,7 +338,9 @@ def _image_rows(rng: np.random.Generator, image_id: str, split: str, objects: li
                 config: ShapesConfig, stats: dict | None) -> list[dict[str, Any]]:
     present = [o["shape"] for o in objects]
     absent = [s for s in SHAPES if s not in present]
-    text = caption(objects, config.caption_order)
+    # Training captions describe part of the scene; eval rows keep the exhaustive reference caption.
+    described = mentioned_objects(rng, objects, config.mention_prob) if split == "train" else objects
+    text = caption(described, config.caption_order)
     rows = [_row(image_id, split, "caption", _DESCRIBE, text, text, objects, "caption")]
     if split == "train":
         kinds = rng.choice(len(_TRAIN_QUESTIONS), size=config.questions_per_image, replace=False)
@@ -341,6 +363,14 @@ def _image_rows(rng: np.random.Generator, image_id: str, split: str, objects: li
     for kind in ("colour", "count", "position"):
         rows.append(_row(image_id, split, *_question(kind, _pick(rng, present), objects), objects, kind))
     return rows
+
+
+def mentioned_objects(rng: np.random.Generator, objects: Sequence[dict[str, Any]], p: float) -> list[dict[str, Any]]:
+    """The objects a partial caption names: each with probability ``p``, at least one (no draws when p >= 1)."""
+    if p >= 1:
+        return list(objects)
+    keep = [o for o, draw in zip(objects, rng.random(len(objects))) if draw < p]
+    return keep or [objects[int(rng.integers(len(objects)))]]
 
 
 def _inserted_object(rng: np.random.Generator, shape: str, objects: list[dict]) -> dict[str, Any]:
@@ -427,13 +457,81 @@ def _ranked_rows(rng: np.random.Generator, image_id: str, objects: list[dict], c
     }]
 
 
+def _describe(rng: np.random.Generator, objects: list[dict], named: list[dict],
+              config: ShapesConfig) -> tuple[list[dict], list[dict[str, str]]]:
+    """One caption of a *biased describer* (a model that learned the train split's prior) naming ``named``.
+
+    It names the absent partner of each named lone anchor with probability ``describer_bias`` (the bias
+    the train split teaches), and with probability ``describer_noise`` makes one other error: a wrong
+    colour, or an extra absent object that is not a partner. Returns the described objects (SHAPES
+    order) and the error records ``{"kind", "shape", "detail"}`` (one per false sentence).
+    """
+    described, errors = [dict(o) for o in named], []
+    named_shapes = {o["shape"] for o in named}
+    for anchor, partner in BIAS_PAIRS:
+        if anchor in named_shapes and partner in trigger_absent(objects) and rng.random() < config.describer_bias:
+            extra = _inserted_object(rng, partner, objects)
+            described.append(extra)
+            errors.append({"kind": "partner", "shape": partner, "detail": _sentence(extra)})
+    if rng.random() < config.describer_noise:
+        present = {o["shape"] for o in objects}
+        others = [s for s in SHAPES if s not in present and s not in {o["shape"] for o in described}
+                  and s not in _PARTNER.values()]
+        if others and rng.random() < config.describer_addition:
+            extra = _inserted_object(rng, _pick(rng, others), objects)
+            described.append(extra)
+            errors.append({"kind": "count", "shape": extra["shape"], "detail": _sentence(extra)})
+        else:
+            target = described[int(rng.integers(len(named)))]  # a true object gets a wrong colour
+            target["colour"] = _pick(rng, [c for c in COLOURS if c != target["colour"]])
+            errors.append({"kind": "colour", "shape": target["shape"], "detail": _sentence(target)})
+    return sorted(described, key=lambda o: SHAPES.index(o["shape"])), errors
+
+
+_MAX_DRAWS = 20  # relative pairs: candidate pairs drawn until their error counts differ
+
+
+def _relative_pair(rng: np.random.Generator, objects: list[dict], config: ShapesConfig,
+                   stats: dict) -> tuple[list[dict], list[dict], list[dict], list[dict]]:
+    """(chosen objects, chosen errors, rejected objects, rejected errors) of one relative-preference pair.
+
+    Two describer captions of the same named objects; the one with fewer false sentences is chosen (ties
+    are not preferences: drawn again). If ``_MAX_DRAWS`` draws all tie, the rejected is the first
+    caption plus one injected hallucination (:func:`hallucinate`'s families).
+    """
+    # Both captions name the same objects: the contrast is in the errors only. (Captions naming their own
+    # subsets, ties broken by naming more, were measured too: DPO then gained nothing over the control.)
+    named = mentioned_objects(rng, objects, config.mention_prob)
+    for _ in range(_MAX_DRAWS):
+        a, b = _describe(rng, objects, named, config), _describe(rng, objects, named, config)
+        if len(a[1]) != len(b[1]):
+            (chosen, chosen_errors), (rejected, rejected_errors) = sorted((a, b), key=lambda c: len(c[1]))
+            return chosen, chosen_errors, rejected, rejected_errors
+    chosen, chosen_errors = a
+    rejected, info = _hallucinated(rng, chosen, stats)
+    return chosen, chosen_errors, rejected, chosen_errors + [info]
+
+
 def _pair_rows(rng: np.random.Generator, image_id: str, objects: list[dict], config: ShapesConfig,
                stats: dict) -> list[dict[str, Any]]:
-    """``config.pairs_per_image`` preference rows (TRL conversational schema) for one pairs image."""
-    chosen = caption(objects, config.caption_order)
+    """``config.pairs_per_image`` preference rows (TRL conversational schema) for one pairs image.
+
+    ``chosen_errors`` / ``rejected_errors`` list the false sentences of each side; ``hallucination`` is the
+    first error of the rejected that the chosen does not make (what the pair teaches to avoid).
+    """
     rows = []
     for k in range(config.pairs_per_image):
-        rejected, info = hallucinate(rng, objects, stats, config.caption_order)
+        if config.pairs_regime == "gold":
+            chosen_objects, chosen_errors = objects, []
+            rejected_objects, info = _hallucinated(rng, objects, stats)
+            rejected_errors = [info]
+        else:
+            chosen_objects, chosen_errors, rejected_objects, rejected_errors = _relative_pair(
+                rng, objects, config, stats)
+        chosen = caption(chosen_objects, config.caption_order)
+        rejected = caption(rejected_objects, config.caption_order)
+        made = {(e["kind"], e["shape"]) for e in chosen_errors}
+        info = next((e for e in rejected_errors if (e["kind"], e["shape"]) not in made), rejected_errors[-1])
         rows.append({
             "id": f"{image_id}-pair{k}",
             "image_id": image_id,
@@ -445,6 +543,9 @@ def _pair_rows(rng: np.random.Generator, image_id: str, objects: list[dict], con
             "images": [f"images/{PAIRS_SPLIT}/{image_id.rsplit('-', 1)[1]}.png"],
             "objects": objects,
             "hallucination": info,
+            "chosen_errors": chosen_errors,
+            "rejected_errors": rejected_errors,
+            "regime": config.pairs_regime,
         })
     return rows
 
@@ -489,6 +590,13 @@ def generate_world(out_dir: str | Path, config: ShapesConfig | None = None, prog
         raise ValueError("n_pairs must be >= 0 and pairs_per_image >= 1")
     if config.n_ranked < 0 or config.ranked_responses < 2:
         raise ValueError("n_ranked must be >= 0 and ranked_responses >= 2")
+    if config.pairs_regime not in PAIR_REGIMES:
+        raise ValueError(f"pairs_regime must be one of {', '.join(PAIR_REGIMES)}, not {config.pairs_regime!r}")
+    for name in ("mention_prob", "describer_bias", "describer_noise", "describer_addition"):
+        value = getattr(config, name)
+        if not 0 <= value <= 1 or (name == "mention_prob" and value == 0):
+            raise ValueError(f"{name} must be a probability{' above 0' if name == 'mention_prob' else ''}, "
+                             f"not {value!r}")
     out = Path(out_dir).resolve()
     if _existing_config(out) == dataclasses.asdict(config):
         return out
@@ -559,6 +667,9 @@ def _features(split: str = "train"):
             "prompt": [message], "chosen": [message], "rejected": [message],
             "images": [text], "objects": [obj],
             "hallucination": {"kind": text, "shape": text, "detail": text},
+            "chosen_errors": [{"kind": text, "shape": text, "detail": text}],
+            "rejected_errors": [{"kind": text, "shape": text, "detail": text}],
+            "regime": text,
         })
     return Features({
         "id": text, "image_id": text, "split": text, "task": text, "pope": text,

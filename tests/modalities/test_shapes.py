@@ -51,6 +51,20 @@ def big_world(tmp_path_factory) -> Path:
     return generate_world(tmp_path_factory.mktemp("big") / "world", config, progress=False)
 
 
+GOLD = dict(pairs_regime="gold", mention_prob=1.0)  # the version-1 (easy) regime
+
+
+@pytest.fixture(scope="module")
+def gold_world(tmp_path_factory) -> Path:
+    return generate_world(tmp_path_factory.mktemp("gold") / "world", dataclasses.replace(SMALL, **GOLD), progress=False)
+
+
+@pytest.fixture(scope="module")
+def big_gold_world(tmp_path_factory) -> Path:
+    config = ShapesConfig(seed=1, n_train=400, n_test=200, n_trigger=60, n_pairs=400, n_ranked=4, **GOLD)
+    return generate_world(tmp_path_factory.mktemp("big-gold") / "world", config, progress=False)
+
+
 def _partner_rate(rows: list[dict], anchor: str, partner: str) -> float:
     scenes = {r["image_id"]: {o["shape"] for o in r["objects"]} for r in rows}
     with_anchor = [s for s in scenes.values() if anchor in s]
@@ -118,7 +132,7 @@ def test_regeneration_is_skipped_for_same_config_and_replaced_otherwise(tmp_path
 
 def test_world_json_contents(small_world):
     meta = json.loads((small_world / "world.json").read_text())
-    assert meta["version"] == "1"
+    assert meta["version"] == "2"
     assert meta["config"] == {**SMALL.__dict__}
     assert meta["shapes"] == list(SHAPES)
     freq, cooc = meta["train_shape_frequency"], meta["train_cooccurrence"]
@@ -193,8 +207,10 @@ def test_row_schema_and_answers(small_world):
         reply = row["completion"][0]["content"][0]["text"]
         question = row["prompt"][0]["content"][1]["text"]
         present = {o["shape"]: o for o in row["objects"]}
-        if row["task"] == "caption":
-            assert question == "Describe the image." and reply == row["answer"] == caption(row["objects"])
+        if row["task"] == "caption":  # partial: a caption of some of the objects (at least one), in shape order
+            named = mentioned_shapes(reply)
+            assert question == "Describe the image." and reply == row["answer"] and named
+            assert reply == caption([o for o in row["objects"] if o["shape"] in named])
         elif row["task"] == "existence":
             shape = re.match(r"Is there a (\w+) in the image\?", question).group(1)
             assert row["answer"] == ("yes" if shape in present else "no")
@@ -280,20 +296,33 @@ def _sentences(text: str) -> list[str]:
     return re.findall(r"The \w+ is \w+ and at the \w+ \w+\.", text)
 
 
+PAIR_KEYS = {"id", "image_id", "split", "task", "prompt", "chosen", "rejected", "images", "objects", "hallucination",
+             "chosen_errors", "rejected_errors", "regime"}
+
+
+def test_gold_pairs_schema(gold_world):
+    pairs = _read_rows(gold_world, "pairs")
+    for pair in pairs:
+        assert set(pair) == PAIR_KEYS and pair["regime"] == "gold"
+        assert _text(pair["chosen"]) == caption(pair["objects"]) and pair["chosen_errors"] == []
+        assert pair["rejected_errors"] == [pair["hallucination"]]
+        assert pair["hallucination"]["detail"] in _sentences(_text(pair["rejected"]))
+    train = [r for r in _read_rows(gold_world, "train") if r["task"] == "caption"]
+    assert all(r["answer"] == caption(r["objects"]) for r in train)  # mention_prob 1: exhaustive captions
+
+
 def test_pairs_schema_and_determinism(small_world, tmp_path):
     pairs = _read_rows(small_world, "pairs")
     describe = next(r for r in _read_rows(small_world, "train") if r["task"] == "caption")["prompt"]
     assert len(pairs) == 40 and [p["image_id"] for p in pairs] == [f"pairs-{i:05d}" for i in range(40)]
     assert len({p["id"] for p in pairs}) == len(pairs)
     for pair in pairs:
-        assert set(pair) == {"id", "image_id", "split", "task", "prompt", "chosen", "rejected", "images",
-                             "objects", "hallucination"}
+        assert set(pair) == PAIR_KEYS and pair["regime"] == "relative"
         assert pair["split"] == "pairs" and pair["task"] == "caption_pair"
         assert pair["prompt"] == describe
         assert [c["type"] for c in pair["prompt"][0]["content"]] == ["image", "text"]
         assert pair["images"] == [f"images/pairs/{pair['image_id'][-5:]}.png"]
         assert (small_world / pair["images"][0]).is_file()
-        assert _text(pair["chosen"]) == caption(pair["objects"])
         assert _text(pair["rejected"]) != _text(pair["chosen"])
         assert pair["hallucination"]["detail"] in _sentences(_text(pair["rejected"]))
     # the pairs file is part of the byte-identical tree (test above); regenerate to be explicit
@@ -310,9 +339,9 @@ def test_pairs_schema_and_determinism(small_world, tmp_path):
         generate_world(tmp_path / "bad", dataclasses.replace(SMALL, pairs_per_image=0), progress=False)
 
 
-def test_pairs_images_are_unbiased(big_world):
+def test_pairs_images_are_unbiased(big_gold_world):
     """Pairs images are drawn like the test split: lone anchors are common, unlike in train."""
-    pairs, train = _read_rows(big_world, "pairs"), _read_rows(big_world, "train")
+    pairs, train = _read_rows(big_gold_world, "pairs"), _read_rows(big_gold_world, "train")
     for anchor, partner in BIAS_PAIRS:
         assert _partner_rate(train, anchor, partner) > 0.85
         assert _partner_rate(pairs, anchor, partner) < 0.7
@@ -320,8 +349,8 @@ def test_pairs_images_are_unbiased(big_world):
     assert partner > 0.15  # the partner injection the bias prior predicts is frequent
 
 
-def test_pairs_hallucinations(big_world):
-    pairs = _read_rows(big_world, "pairs")
+def test_pairs_hallucinations(big_gold_world):
+    pairs = _read_rows(big_gold_world, "pairs")
     kinds = {k: 0 for k in HALLUCINATION_KINDS}
     for pair in pairs:
         info, objects = pair["hallucination"], pair["objects"]
@@ -395,3 +424,61 @@ def test_load_world_pairs_split(small_world):
     assert row == {**_read_rows(small_world, "pairs")[0], "prompt": row["prompt"]}  # prompt: nulls filled in
     assert row["prompt"][0]["content"][0]["type"] == "image"
     assert {"prompt", "chosen", "rejected", "images"} <= set(pairs.column_names)
+
+
+def _false_sentences(text: str, objects: list[dict]) -> list[str]:
+    truth = {f"The {o['shape']} is {o['colour']} and at the {o['position']}." for o in objects}
+    return [s for s in _sentences(text) if s not in truth]
+
+
+def test_relative_pairs_invariants(big_world):
+    """Relative regime: two captions of a biased describer of the same named objects; the chosen one has
+    fewer false sentences but may be wrong too, and each recorded error is a false sentence of its side."""
+    pairs = _read_rows(big_world, "pairs")
+    for pair in pairs:
+        chosen, rejected, objects = _text(pair["chosen"]), _text(pair["rejected"]), pair["objects"]
+        wrong_c, wrong_r = _false_sentences(chosen, objects), _false_sentences(rejected, objects)
+        assert sorted(wrong_c) == sorted(e["detail"] for e in pair["chosen_errors"])
+        assert sorted(wrong_r) == sorted(e["detail"] for e in pair["rejected_errors"])
+        assert len(wrong_c) < len(wrong_r)  # a strict preference: ties are not pairs
+        present = {o["shape"] for o in objects}
+        for side in ("chosen_errors", "rejected_errors"):
+            for error in pair[side]:
+                if error["kind"] in ("partner", "count"):
+                    assert error["shape"] not in present  # an addition CHAIR counts
+                if error["kind"] == "partner":
+                    anchor = next(a for a, p in BIAS_PAIRS if p == error["shape"])
+                    named = mentioned_shapes(_text(pair["chosen" if side == "chosen_errors" else "rejected"]))
+                    assert anchor in present and anchor in named  # the prior fires on a named lone anchor
+        # both sides describe the same true objects (the contrast is in the errors only)
+        true_c = {s.split()[1] for s in _sentences(chosen) if s not in wrong_c}
+        true_r = {s.split()[1] for s in _sentences(rejected) if s not in wrong_r}
+        coloured = {e["shape"] for e in pair["chosen_errors"] + pair["rejected_errors"] if e["kind"] == "colour"}
+        assert true_c - coloured == true_r - coloured
+
+
+def test_relative_pairs_carry_the_bias_in_the_chosen(big_world):
+    """Imitating the chosen captions teaches the prior: with a named lone anchor the chosen caption still names
+    its absent partner most of the time; only the contrast with the rejected (which names it more) says no."""
+    pairs = _read_rows(big_world, "pairs")
+    lone = [p for p in pairs for a, partner in BIAS_PAIRS
+            if partner in [s for s in SHAPES if s not in {o["shape"] for o in p["objects"]}]
+            and a in {o["shape"] for o in p["objects"]} and a in mentioned_shapes(_text(p["chosen"]))]
+    assert len(lone) > 50
+
+    def rate(side):
+        return sum(any(e["kind"] == "partner" for e in p[side]) for p in lone) / len(lone)
+
+    assert 0.5 < rate("chosen_errors") < rate("rejected_errors")
+    assert sum(not p["chosen_errors"] for p in pairs) / len(pairs) > 0.3  # …and many chosen captions are right
+
+
+def test_regime_and_mentions_leave_the_other_streams_alone(small_world, tmp_path):
+    gold = generate_world(tmp_path / "gold", dataclasses.replace(SMALL, pairs_regime="gold"), progress=False)
+    for split in ("train", "test", "trigger", "ranked"):
+        assert (gold / f"{split}.jsonl").read_bytes() == (small_world / f"{split}.jsonl").read_bytes()
+    assert (gold / "pairs.jsonl").read_bytes() != (small_world / "pairs.jsonl").read_bytes()
+    for bad, match in ((dict(pairs_regime="best"), "pairs_regime"), (dict(mention_prob=0.0), "mention_prob"),
+                       (dict(describer_bias=1.5), "describer_bias")):
+        with pytest.raises(ValueError, match=match):
+            generate_world(tmp_path / "bad", dataclasses.replace(SMALL, **bad), progress=False)
