@@ -15,7 +15,8 @@ with everything the scorer needs; ``score(items, replies)`` is pure and never lo
 
 Task names (``TASKS``) and metrics:
 
-* ``pope_random`` / ``pope_popular`` / ``pope_adversarial`` — :class:`POPETask`.
+* ``pope_random`` / ``pope_popular`` / ``pope_adversarial`` — :class:`POPETask`; ``pope_trigger`` (the bias-trigger
+  split, the absent partner as negative) — :class:`POPETriggerTask`.
 * ``chair`` (test split) / ``chair_trigger`` (trigger split) — :class:`CHAIRTask`.
 * ``mmhal`` — :class:`MMHalTask`.
 * ``caption_quality`` — :class:`CaptionQualityTask`.
@@ -31,7 +32,8 @@ from typing import Any
 
 from benchmarks import readers
 from benchmarks.task import TASKS, Task
-from modalities.synthetic.shapes import SYNONYMS, ShapesConfig, generate_world, parse_yes_no
+from modalities.synthetic.shapes import (BIAS_PAIRS, SYNONYMS, ShapesConfig, existence_question, generate_world,
+                                         parse_yes_no)
 from zoo.data import read_rows
 
 # --- object vocabularies ------------------------------------------------------------------
@@ -115,6 +117,7 @@ class Vocabulary:
 
 
 SHAPES_VOCABULARY = Vocabulary(SYNONYMS)
+MAX_EMPTY_RATE = 0.5  # CHAIR is not applicable (None) when more captions than this name no object
 
 # --- sources ------------------------------------------------------------------------------
 
@@ -211,15 +214,23 @@ class POPETask(HallucinationTask):
     def hub_items(self, repo_id):
         return readers.load_hub(repo_id, "pope", split=self.split, kind=self.kind)
 
-    def score(self, items, replies):
-        return pope_metrics([it["reference"]["label"] for it in items], replies)
+    def judge(self, items, replies):
+        _check_lengths(items, replies)
+        return [(parse_yes_no(r), it["reference"]["label"]) for it, r in zip(items, replies)]
+
+    def aggregate(self, records):
+        return _pope_aggregate(records)
 
 
 def pope_metrics(labels: Sequence[str], replies: Sequence[str]) -> dict[str, Any]:
     """POPE metrics of ``replies`` against yes/no ``labels`` (see :class:`POPETask`)."""
     _check_lengths(labels, replies)
-    preds = [parse_yes_no(r) for r in replies]
-    pairs = list(zip(preds, labels))
+    return _pope_aggregate([(parse_yes_no(r), label) for r, label in zip(replies, labels)])
+
+
+def _pope_aggregate(pairs: Sequence[tuple[str | None, str]]) -> dict[str, Any]:
+    """POPE metrics of (parsed prediction, label) pairs."""
+    preds = [p for p, _ in pairs]
     n = len(pairs)
     tp = sum(p == "yes" and a == "yes" for p, a in pairs)
     fp = sum(p == "yes" and a == "no" for p, a in pairs)
@@ -254,6 +265,37 @@ class POPEAdversarialTask(POPETask):
 POPE_TASKS: tuple[type[POPETask], ...] = (POPERandomTask, POPEPopularTask, POPEAdversarialTask)
 
 
+@TASKS.register("pope_trigger")
+class POPETriggerTask(POPETask):
+    """Yes/no on the bias-trigger split, the absent partner as the adversarial negative.
+
+    Per image with a lone anchor: "Is there a <partner>?" (label no: the bias says yes) and "Is there a
+    <anchor>?" (label yes), so the items are balanced. World source only (built from the split's caption
+    rows); metrics as :class:`POPETask`.
+    """
+
+    name, kind, default_split = "pope_trigger", "trigger", "trigger"
+
+    def world_items(self, rows):
+        items = []
+        for r in rows:
+            if r["task"] != "caption" or not r.get("trigger_absent"):
+                continue
+            present = [o["shape"] for o in r["objects"]]
+            partner = r["trigger_absent"][0]
+            anchor = next(a for a, p in BIAS_PAIRS if p == partner and a in present)
+            for label, shape in (("no", partner), ("yes", anchor)):
+                prompt = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": existence_question(shape)}]}]
+                items.append({"id": f"{r['image_id']}-{label}", "prompt": prompt, "images": r["images"],
+                              "reference": {"label": label, "kind": "trigger", "objects": present}})
+        return items
+
+    def file_items(self, path):
+        raise ValueError("pope_trigger reads a shapes world (world=…); public POPE files have no bias-trigger split")
+
+    hub_items = file_items
+
+
 # --- CHAIR and caption quality --------------------------------------------------------------
 
 
@@ -267,7 +309,12 @@ class CHAIRTask(HallucinationTask):
     objects named / present objects (micro over captions); ``partner_hallucination`` = among
     items whose image shows a bias anchor without its partner (reference ``trigger_absent``), the
     fraction of captions naming a missing partner — None when no item has one (always for file
-    sources); ``n_mentions``; ``n``.
+    sources); ``addition_rate`` = captions that name every present object *and* an absent one (hallucination by
+    addition, where the other hallucinated captions swap or drop objects) / n; ``empty_rate`` = captions
+    naming no object / n; ``n_mentions``; ``n``. A caption that names
+    nothing hallucinates nothing, so when ``empty_rate`` exceeds :data:`MAX_EMPTY_RATE` the model fails
+    the task: ``chair_i``, ``chair_s`` and ``partner_hallucination`` are None (not applicable), never
+    a perfect 0.
 
     Vocabulary: the shapes world's ``SYNONYMS`` for a world source; for file/hub sources
     ``vocabulary`` (canonical -> synonyms) or :data:`DEFAULT_VOCABULARY`, with naive plurals.
@@ -304,26 +351,36 @@ class CHAIRTask(HallucinationTask):
         vocab = self.vocabulary.extended(w for ref in refs for w in (*ref["objects"], *ref.get("hallu", ())))
         return [(vocab.mentions(text), {vocab.canonical(o) for o in ref["objects"]}) for text, ref in zip(replies, refs)]
 
-    def score(self, items, replies):
-        named_present = self.mentions(items, replies)
-        mentions = hallucinated = bad = hits = n_present = triggered = partner_hits = 0
-        for (named, present), item in zip(named_present, items):
+    def judge(self, items, replies):
+        """Per caption: (objects named, objects present, absent partners of lone anchors)."""
+        return [(named, present, frozenset(item["reference"].get("trigger_absent") or ()))
+                for (named, present), item in zip(self.mentions(items, replies), items)]
+
+    def aggregate(self, records):
+        mentions = hallucinated = bad = hits = n_present = triggered = partner_hits = empty = added = 0
+        for named, present, absent_partners in records:
             wrong = [o for o in named if o not in present]
             mentions += len(named)
             hallucinated += len(wrong)
             bad += bool(wrong)
+            added += bool(wrong) and present <= set(named)  # every present object named, and more
+            empty += not named
             hits += len(present & set(named))
             n_present += len(present)
-            absent_partners = item["reference"].get("trigger_absent")
             if absent_partners:
                 triggered += 1
-                partner_hits += bool(set(absent_partners) & set(named))
-        n = len(items)
+                partner_hits += bool(absent_partners & set(named))
+        n = len(records)
+        empty_rate = _ratio(empty, n)
+        # Naming nothing hallucinates nothing: with most captions empty, CHAIR says nothing about the model.
+        applicable = n > 0 and empty_rate <= MAX_EMPTY_RATE
         return {
-            "chair_i": _ratio(hallucinated, mentions),
-            "chair_s": _ratio(bad, n),
+            "chair_i": _ratio(hallucinated, mentions) if applicable else None,
+            "chair_s": _ratio(bad, n) if applicable else None,
             "recall": _ratio(hits, n_present),
-            "partner_hallucination": partner_hits / triggered if triggered else None,
+            "partner_hallucination": partner_hits / triggered if triggered and applicable else None,
+            "addition_rate": _ratio(added, n) if applicable else None,
+            "empty_rate": empty_rate,
             "n_mentions": mentions,
             "n": n,
         }
@@ -345,14 +402,13 @@ class CaptionQualityTask(CHAIRTask):
 
     name = "caption_quality"
 
-    def score(self, items, replies):
-        named_present = self.mentions(items, replies)
-        mentions = sum(len(named) for named, _ in named_present)
-        correct = sum(len(set(named) & present) for named, present in named_present)
-        n_present = sum(len(present) for _, present in named_present)
+    def aggregate(self, records):
+        mentions = sum(len(named) for named, _, _ in records)
+        correct = sum(len(set(named) & present) for named, present, _ in records)
+        n_present = sum(len(present) for _, present, _ in records)
         precision, recall = _ratio(correct, mentions), _ratio(correct, n_present)
         return {"precision": precision, "recall": recall, "f1": _f1(precision, recall),
-                "n_mentions": mentions, "n": len(items)}
+                "n_mentions": mentions, "n": len(records)}
 
 
 # --- MMHal-style QA -------------------------------------------------------------------------
@@ -415,15 +471,17 @@ class MMHalTask(HallucinationTask):
             if r["task"] in ("colour", "count", "position") or (r["task"] == "existence" and r.get("pope") == "random")
         ]
 
-    def score(self, items, replies):
+    def judge(self, items, replies):
         _check_lengths(items, replies)
+        return [(str(it["reference"].get("kind")), answer_correct(r, it["reference"]["answer"], it["reference"].get("kind")))
+                for it, r in zip(items, replies)]
+
+    def aggregate(self, records):
         by_kind: dict[str, list[bool]] = defaultdict(list)
         correct = []
-        for item, reply in zip(items, replies):
-            ref = item["reference"]
-            ok = answer_correct(reply, ref["answer"], ref.get("kind"))
+        for kind, ok in records:
             correct.append(ok)
-            by_kind[str(ref.get("kind"))].append(ok)
+            by_kind[kind].append(ok)
         n = len(correct)
         metrics: dict[str, Any] = {
             "score": _ratio(6 * sum(correct), n),

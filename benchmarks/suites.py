@@ -15,6 +15,7 @@ SUITES: dict[str, list[tuple[str, dict[str, Any]]]] = {
         ("pope_random", {}),
         ("pope_popular", {}),
         ("pope_adversarial", {}),
+        ("pope_trigger", {}),
         ("chair", {}),
         ("chair_trigger", {}),
         ("mmhal", {}),
@@ -22,8 +23,9 @@ SUITES: dict[str, list[tuple[str, dict[str, Any]]]] = {
     ],
     # A quick check during training: run each task with a small limit (e.g. task.run(model, limit=32)).
     "smoke": [("pope_adversarial", {}), ("chair", {})],
-    # what `zoo demo` reports: captions on both test splits and POPE (MMHal left out for time)
-    "demo": [("chair", {}), ("chair_trigger", {}), ("pope_random", {}), ("pope_popular", {}), ("pope_adversarial", {})],
+    # what `zoo demo` and benchmarks/alignment.py report: captions on both test splits, POPE adversarial on the
+    # test split and yes/no on the trigger split (random / popular POPE and MMHal left out for time)
+    "demo": [("chair", {}), ("chair_trigger", {}), ("pope_adversarial", {}), ("pope_trigger", {})],
 }
 
 
@@ -57,26 +59,32 @@ def run_suite(
     batch_size: int = 64,
     progress: bool = True,
     return_samples: bool = False,
+    n_boot: int = 1000,
 ):
     """Run every task of ``suite`` on ``model``; the results dict (and, if asked, the samples by task).
 
     torch/random/numpy are seeded with ``seed`` before each task, so a task's metrics do not depend
-    on the tasks before it and two runs on the same model give identical ``results``.
+    on the tasks before it and two runs on the same model give identical ``results``. Every rate and
+    score gets a bootstrap 95 % interval over the task's items (``n_boot`` resamples, seeded; 0: none),
+    stored under the results' ``intervals``.
     """
     import torch
 
     source = dict(source or {})
     tasks = build_suite(suite, **source)
     metrics: dict[str, Any] = {}
+    intervals: dict[str, Any] = {}
     samples: dict[str, list[dict[str, Any]]] = {}
     for task in tasks:
         if task.name in metrics:
             raise ValueError(f"suite '{suite}' holds task '{task.name}' twice; give the entries distinct names")
         _seed(seed)
         with torch.no_grad():
-            out = task.run(model, limit=limit, batch_size=batch_size, progress=progress)
+            out = task.run(model, limit=limit, batch_size=batch_size, progress=progress, n_boot=n_boot, seed=seed)
         metrics[task.name] = out["metrics"]
+        intervals[task.name] = out["intervals"]
         samples[task.name] = out["samples"]
-    run_config = {**(config or {}), "limit": limit, "seed": seed, "batch_size": batch_size, "source": source}
-    results = new_results(model_name, suite, metrics, revision=revision, config=run_config)
+    run_config = {**(config or {}), "limit": limit, "seed": seed, "batch_size": batch_size, "source": source,
+                  "n_boot": n_boot}
+    results = new_results(model_name, suite, metrics, revision=revision, config=run_config, intervals=intervals)
     return (results, samples) if return_samples else results

@@ -22,7 +22,11 @@ from zoo.registry import Registry
 
 
 class Task(ABC):
-    """One benchmark task. Subclasses set ``name`` and implement ``items`` and ``score``."""
+    """One benchmark task. Subclasses set ``name`` and implement ``items`` and either ``score`` or, so that
+    the bootstrap resamples cheap per-item records instead of re-parsing replies, ``judge`` + ``aggregate``.
+
+    ``run`` adds a bootstrap 95 % interval over items to every rate and score (:mod:`benchmarks.stats`).
+    """
 
     name: str = ""
     max_new_tokens: int = 48
@@ -34,17 +38,37 @@ class Task(ABC):
     def items(self, limit: int | None = None) -> list[dict[str, Any]]:
         """Schema rows (``id``, ``prompt``, ``images``) each with a ``reference`` dict; first ``limit``."""
 
-    @abstractmethod
     def score(self, items: list[dict[str, Any]], replies: list[str]) -> dict[str, Any]:
         """Metrics of ``replies`` (one per item, same order). Pure: no model, no randomness."""
+        if type(self).aggregate is Task.aggregate:
+            raise NotImplementedError(f"{type(self).__name__} implements neither score nor judge + aggregate")
+        return self.aggregate(self.judge(items, replies))
 
-    def run(self, model, limit: int | None = None, batch_size: int = 64, progress: bool = True) -> dict[str, Any]:
+    def judge(self, items: list[dict[str, Any]], replies: list[str]) -> list[Any]:
+        """One record per item (what the metrics are sums over); by default the (item, reply) pair itself."""
+        if len(items) != len(replies):
+            raise ValueError(f"{len(replies)} replies for {len(items)} items")
+        return list(zip(items, replies))
+
+    def aggregate(self, records: list[Any]) -> dict[str, Any]:
+        """Metrics of a list of ``judge`` records (a bootstrap resample, or all of them)."""
+        if type(self).score is Task.score:
+            raise NotImplementedError(f"{type(self).__name__} implements neither score nor judge + aggregate")
+        return self.score([item for item, _ in records], [reply for _, reply in records])
+
+    def run(self, model, limit: int | None = None, batch_size: int = 64, progress: bool = True,
+            n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+        """Replies, metrics, per-sample records and the bootstrap intervals (``n_boot`` resamples; 0: none)."""
+        from benchmarks.stats import bootstrap_intervals
+
         items = self.items(limit)
         replies = generate_replies(
             model, items, self.media_root, batch_size=batch_size, max_new_tokens=self.max_new_tokens, progress=progress
         )
         samples = [{"id": it["id"], "reply": r, "reference": it["reference"]} for it, r in zip(items, replies)]
-        return {"metrics": self.score(items, replies), "samples": samples}
+        records = self.judge(items, replies)
+        intervals = bootstrap_intervals(self.aggregate, records, n_boot=n_boot, seed=seed) if n_boot else {}
+        return {"metrics": self.aggregate(records), "samples": samples, "intervals": intervals}
 
 
 TASKS: Registry[type[Task]] = Registry("benchmark task")

@@ -64,14 +64,14 @@ def test_compare_rows_table_and_markdown():
     labels, rows = compare_rows([a, b])
     assert labels == ["base", "sft@0123456789ab"]
     assert rows == [
-        ("chair", "chair_i", ["0.123", "0.050"]),
+        ("chair", "chair_i ↓", ["0.123", "0.050"]),  # the declared direction travels with the name
         ("chair", "n", ["10", "—"]),
-        ("pope", "random/f1", ["0.900", "—"]),
+        ("pope", "random/f1 ↑", ["0.900", "—"]),
         ("extra", "x", ["—", "1.000"]),
     ]
     md = compare_markdown([a, b])
     assert md.splitlines()[0] == "| task | metric | base | sft@0123456789ab |"
-    assert "| pope | random/f1 | 0.900 | — |" in md
+    assert "| pope | random/f1 ↑ | 0.900 | — |" in md
     table = compare_table([a, a])
     assert [c.header for c in table.columns] == ["task", "metric", "base (1)", "base (2)"]
     assert table.row_count == 3
@@ -88,3 +88,24 @@ def test_cli_compare(tmp_path, capsys):
     assert "0.750" in capsys.readouterr().out
     assert main(["compare", str(tmp_path / "missing.json")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_compare_shows_intervals_and_marks_overlaps_with_the_first_column():
+    control = _results("control", **{"chair_trigger": {"chair_i": 0.30, "recall": 0.70, "n": 300}})
+    control["intervals"] = {"chair_trigger": {"chair_i": [0.26, 0.34], "recall": [0.66, 0.74]}}
+    dpo = _results("dpo", **{"chair_trigger": {"chair_i": 0.10, "recall": 0.69, "n": 300}})
+    dpo["intervals"] = {"chair_trigger": {"chair_i": [0.08, 0.12], "recall": [0.65, 0.73]}}
+    _, rows = compare_rows([control, dpo])
+    assert rows[0] == ("chair_trigger", "chair_i ↓", ["0.300 [0.260, 0.340]", "0.100 [0.080, 0.120]"])
+    assert rows[1] == ("chair_trigger", "recall ↑", ["0.700 [0.660, 0.740]", "0.690 [0.650, 0.730] ≈"])
+    assert rows[2] == ("chair_trigger", "n", ["300", "300"])  # counts: no interval
+
+
+def test_metric_declarations():
+    from zoo.results import is_rankable, metric_info
+
+    assert metric_info("chair_trigger/chair_i").better == "lower" and metric_info("f1").better == "higher"
+    assert metric_info("accuracy_colour").better == "higher"  # MMHal's per-kind accuracies
+    assert metric_info("n_mentions").kind == "count" and not is_rankable("n_mentions")
+    assert not is_rankable("yes_ratio") and is_rankable("pope_trigger/accuracy")
+    assert metric_info("made_up") is None and not is_rankable("made_up")

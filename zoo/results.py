@@ -9,8 +9,12 @@ evaluation callback read it. A results file is one JSON object::
       "suite": "hallucination",
       "created": "2025-01-01T12:00:00Z",  # ISO-8601, UTC
       "config": {"limit": null, "seed": 0, "batch_size": 64, "source": {"world": "data/shapes-0"}, ...},
-      "results": {"<task>": {<metric>: number | {<sub-metric>: number, ...}, ...}, ...}
+      "results": {"<task>": {<metric>: number | {<sub-metric>: number, ...}, ...}, ...},
+      "intervals": {"<task>": {<metric>: [low, high], ...}, ...}   # optional: bootstrap 95 % intervals
     }
+
+Every metric name is declared in :data:`METRICS` with its direction (lower / higher is better) and
+kind (rate, score or count); counts stay in the file but out of rankings, model-index and plot axes.
 
 The per-sample outputs (replies with their references) go to a side file next to it,
 ``<stem>.samples.jsonl``, one JSON line per sample with the task name added.
@@ -18,6 +22,7 @@ The per-sample outputs (replies with their references) go to a side file next to
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -28,6 +33,60 @@ from typing import Any
 
 REQUIRED_KEYS = ("model", "revision", "suite", "created", "config", "results")
 MISSING = "—"
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricInfo:
+    """What a metric means for ranking and plotting: which way is better, and whether it is a rate."""
+
+    better: str | None  # "lower", "higher", or None (neither: e.g. POPE's yes ratio)
+    kind: str = "rate"  # "rate" (a fraction in [0, 1]), "score" (another scale) or "count"
+
+    @property
+    def arrow(self) -> str:
+        return {"lower": "↓", "higher": "↑"}.get(self.better or "", "")
+
+
+# Every metric a benchmark emits, by its name (the last part of a nested name); `accuracy_<kind>` is
+# an accuracy. A test checks that every task's metrics are declared here.
+METRICS: dict[str, MetricInfo] = {
+    "accuracy": MetricInfo("higher"),
+    "precision": MetricInfo("higher"),
+    "recall": MetricInfo("higher"),
+    "f1": MetricInfo("higher"),
+    "yes_ratio": MetricInfo(None),
+    "chair_i": MetricInfo("lower"),
+    "chair_s": MetricInfo("lower"),
+    "partner_hallucination": MetricInfo("lower"),
+    "empty_rate": MetricInfo("lower"),
+    "addition_rate": MetricInfo("lower"),
+    "hallucination_rate": MetricInfo("lower"),
+    "score": MetricInfo("higher", "score"),
+    "unparseable": MetricInfo("lower", "count"),
+    "n_mentions": MetricInfo(None, "count"),
+    "n": MetricInfo(None, "count"),
+}
+
+
+def metric_info(name: str) -> MetricInfo | None:
+    """The declaration of metric ``name`` (``task/metric`` paths use their last part); None if undeclared."""
+    leaf = name.rsplit("/", 1)[-1]
+    if leaf.startswith("accuracy_"):
+        leaf = "accuracy"
+    return METRICS.get(leaf)
+
+
+def is_rankable(name: str) -> bool:
+    """Rates and scores with a direction: what model-index, the leaderboard's ranking and plot axes show."""
+    info = metric_info(name)
+    return info is not None and info.kind != "count" and info.better is not None
+
+
+def intervals_overlap(a, b) -> bool | None:
+    """Whether two ``[low, high]`` intervals share a point (None when either is unknown)."""
+    if not a or not b:
+        return None
+    return a[0] <= b[1] and b[0] <= a[1]
 
 
 def _jsonable(value: Any) -> Any:
@@ -46,9 +105,12 @@ def utc_now() -> str:
 
 
 def new_results(model_name: str, suite: str, metrics: Mapping[str, Any], revision: str | None = None,
-                config: Mapping[str, Any] | None = None) -> dict:
-    """A results dict of ``metrics`` (task → metrics), created now; paths and tuples made JSON-ready."""
-    return {
+                config: Mapping[str, Any] | None = None, intervals: Mapping[str, Any] | None = None) -> dict:
+    """A results dict of ``metrics`` (task → metrics), created now; paths and tuples made JSON-ready.
+
+    ``intervals`` (task → metric → [low, high], the bootstrap 95 % intervals) is stored when given.
+    """
+    results = {
         "model": model_name,
         "revision": revision,
         "suite": suite,
@@ -56,6 +118,9 @@ def new_results(model_name: str, suite: str, metrics: Mapping[str, Any], revisio
         "config": _jsonable(dict(config or {})),
         "results": _jsonable(metrics),
     }
+    if intervals is not None:
+        results["intervals"] = _jsonable(intervals)
+    return results
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -165,9 +230,28 @@ def _labels(results_list: list[dict]) -> list[str]:
     return labels
 
 
+NOT_SEPARATED = "≈"  # marks a cell whose 95 % interval overlaps the first column's
+
+
+def _cell(value: Any, interval, reference_interval, first: bool) -> str:
+    text = format_value(value)
+    if value is None or not interval:
+        return text
+    text += f" [{interval[0]:.3f}, {interval[1]:.3f}]"
+    if not first and intervals_overlap(interval, reference_interval):
+        text += f" {NOT_SEPARATED}"
+    return text
+
+
 def compare_rows(results_list: list[dict]) -> tuple[list[str], list[tuple[str, str, list[str]]]]:
-    """Column labels and rows ``(task, metric, [cell per file])``; tasks and metrics in first-seen order."""
+    """Column labels and rows ``(task, metric, [cell per file])``; tasks and metrics in first-seen order.
+
+    A metric's name carries its direction (``chair_i ↓``). Where a file has bootstrap intervals the cell
+    shows ``value [low, high]``, and a cell whose interval overlaps the first column's (the reference: put
+    the control or the base first) is marked ``≈``: that difference is not shown to be real.
+    """
     flat = [{task: flatten_metrics(m) for task, m in r["results"].items()} for r in results_list]
+    spans = [{task: flatten_metrics(m) for task, m in (r.get("intervals") or {}).items()} for r in results_list]
     keys: dict[tuple[str, str], None] = {}
     for per_file in flat:
         for task, metrics in per_file.items():
@@ -176,11 +260,14 @@ def compare_rows(results_list: list[dict]) -> tuple[list[str], list[tuple[str, s
     by_task: dict[str, list[str]] = {}
     for task, metric in keys:
         by_task.setdefault(task, []).append(metric)
-    rows = [
-        (task, metric, [format_value(f.get(task, {}).get(metric)) for f in flat])
-        for task, metrics in by_task.items()
-        for metric in metrics
-    ]
+    rows = []
+    for task, metrics in by_task.items():
+        for metric in metrics:
+            reference = spans[0].get(task, {}).get(metric)
+            cells = [_cell(f.get(task, {}).get(metric), sp.get(task, {}).get(metric), reference, i == 0)
+                     for i, (f, sp) in enumerate(zip(flat, spans))]
+            info = metric_info(metric)
+            rows.append((task, f"{metric} {info.arrow}" if info and info.arrow else metric, cells))
     return _labels(results_list), rows
 
 
@@ -190,7 +277,8 @@ def compare_table(results_list: list[dict]):
 
     labels, rows = compare_rows(results_list)
     suites = sorted({str(r.get("suite")) for r in results_list})
-    table = Table(title=f"suite: {', '.join(suites)}")
+    table = Table(title=f"suite: {', '.join(suites)}",
+                  caption=f"[low, high]: bootstrap 95 % interval over items; {NOT_SEPARATED}: overlaps the first column's")
     table.add_column("task", style="bold")
     table.add_column("metric")
     for label in labels:

@@ -44,9 +44,9 @@ def suite(tiny_world):
     return {task.name: task for task in build_suite("hallucination", world=tiny_world)}
 
 
-def test_suites_build_seven_deterministic_tasks(tiny_world, suite):
+def test_suites_build_eight_deterministic_tasks(tiny_world, suite):
     assert [name for name, _ in SUITES["hallucination"]] == list(suite)
-    assert list(suite) == [*POPE_NAMES, "chair", "chair_trigger", "mmhal", "caption_quality"]
+    assert list(suite) == [*POPE_NAMES, "pope_trigger", "chair", "chair_trigger", "mmhal", "caption_quality"]
     again = build_suite("hallucination", world=tiny_world)
     for task in again:
         items = task.items()
@@ -116,6 +116,7 @@ def test_partner_hallucinating_model(tiny_world, suite, name):
     assert m["chair_i"] == pytest.approx(wrong / (present + wrong))
     assert m["chair_s"] == pytest.approx(sum(bool(a) for a in added) / len(items))
     assert m["recall"] == 1.0
+    assert m["addition_rate"] == pytest.approx(sum(bool(a) for a in added) / len(items))  # all named, plus more
     assert m["partner_hallucination"] == (1.0 if any(added) else None)
     if name == "chair_trigger":
         assert all(added) and m["partner_hallucination"] == 1.0 and m["chair_s"] == 1.0
@@ -195,3 +196,68 @@ def test_run_scores_its_own_replies(tiny_world, tiny_policy):
     out = task.run(tiny_policy, limit=3, progress=False)
     assert len(out["samples"]) == 3
     assert out["metrics"] == task.score(task.items(3), [s["reply"] for s in out["samples"]])
+
+
+def test_pope_trigger_asks_for_the_absent_partner_and_the_anchor(tiny_world, suite):
+    task = suite["pope_trigger"]
+    items = task.items()
+    captions = [r for r in read_rows(tiny_world, "trigger") if r["task"] == "caption"]
+    assert len(items) == 2 * len(captions)  # every trigger image has a lone anchor: one no, one yes
+    for no, yes, row in zip(items[::2], items[1::2], captions):
+        partner, present = row["trigger_absent"][0], {o["shape"] for o in row["objects"]}
+        assert no["reference"]["label"] == "no" and f"Is there a {partner} " in no["prompt"][0]["content"][1]["text"]
+        anchor = next(a for a, p in BIAS_PAIRS if p == partner)
+        assert yes["reference"]["label"] == "yes" and f"Is there a {anchor} " in yes["prompt"][0]["content"][1]["text"]
+        assert partner not in present and anchor in present and no["images"] == row["images"]
+    m = task.score(items, ["Yes."] * len(items))  # the bias: "yes, the partner is there"
+    assert m["accuracy"] == 0.5 and m["yes_ratio"] == 1.0
+    with pytest.raises(ValueError, match="bias-trigger"):
+        TASKS.get("pope_trigger")(file=tiny_world / "test.jsonl").items()
+
+
+@pytest.mark.parametrize("name", ["chair", "chair_trigger"])
+def test_empty_captions_are_not_a_perfect_chair(suite, name):
+    task = suite[name]
+    items = task.items()
+    silent = task.score(items, ["I cannot tell."] * len(items))
+    assert silent["empty_rate"] == 1.0 and silent["n_mentions"] == 0
+    assert silent["chair_i"] is None and silent["chair_s"] is None and silent["partner_hallucination"] is None
+    assert silent["recall"] == 0.0
+    # a minority of empty captions: CHAIR applies, and the empty rate says how many said nothing
+    truth = [it["reference"]["answer"] for it in items]
+    k = len(items) // 4
+    some = task.score(items, ["Nothing."] * k + truth[k:])
+    assert some["empty_rate"] == pytest.approx(k / len(items)) and some["chair_i"] == 0.0
+    # over half of them empty: not applicable, however clean the rest
+    most = task.score(items, ["Nothing."] * (len(items) // 2 + 1) + truth[len(items) // 2 + 1:])
+    assert most["chair_i"] is None
+
+
+def test_every_metric_declares_its_direction_and_kind(suite):
+    from zoo.results import metric_info
+
+    for name, task in suite.items():
+        items = task.items()
+        metrics = task.score(items, ["Yes."] * len(items))
+        for metric in metrics:
+            info = metric_info(metric)
+            assert info is not None, f"{name}/{metric} is not declared in zoo.results.METRICS"
+            assert info.better in ("lower", "higher", None) and info.kind in ("rate", "score", "count")
+            if info.kind == "rate" and metrics[metric] is not None:
+                assert 0 <= metrics[metric] <= 1, f"{name}/{metric}"
+
+
+def test_a_swap_is_not_an_addition(suite):
+    """Naming the absent partner *instead of* a present object is a hallucination but not an addition."""
+    task = suite["chair_trigger"]
+    items = task.items()
+    replies = []
+    for it in items:
+        objects, partner = it["reference"]["objects"], it["reference"]["trigger_absent"][0]
+        named = [partner] + objects[1:] if len(objects) > 1 else [partner]
+        replies.append(" ".join(f"The {o} is red and at the top left." for o in named))
+    m = task.score(items, replies)
+    assert m["addition_rate"] == 0.0 and m["chair_s"] == 1.0 and m["recall"] < 1.0
+    assert m["chair_i"] == pytest.approx(1 - m["recall"])  # pure swaps: CHAIR_i and recall count one fact twice
+    added = task.score(items, [partner_caption(it["reference"]) for it in items])
+    assert added["addition_rate"] == 1.0 and added["recall"] == 1.0 and added["chair_i"] > 0  # additions: they part
