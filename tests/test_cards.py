@@ -15,21 +15,24 @@ RESULTS = {
     "created": "2025-01-02T03:04:05Z",
     "config": {"limit": 100, "seed": 0, "batch_size": 64, "source": {"world": "data/shapes-0"}},
     "results": {
-        "chair": {"chair_i": 0.125, "chair_s": 0.25, "n_mentions": 40, "label": "not a number", "ok": True},
-        "pope": {"random": {"accuracy": 0.8, "f1": 0.75}, "adversarial": {"accuracy": 0.6}},
+        "chair": {"chair_i": 0.125, "chair_s": 0.25, "n_mentions": 40, "n": 8, "label": "not a number", "ok": True},
+        "pope": {"random": {"accuracy": 0.8, "f1": 0.75, "yes_ratio": 0.5, "unparseable": 2},
+                 "adversarial": {"accuracy": 0.6}},
+        "chair_trigger": {"chair_i": None, "empty_rate": 0.9},
     },
 }
 EXPECTED = {
     ("chair", "chair_i"): 0.125,
     ("chair", "chair_s"): 0.25,
-    ("chair", "n_mentions"): 40,
     ("pope", "random/accuracy"): 0.8,
     ("pope", "random/f1"): 0.75,
     ("pope", "adversarial/accuracy"): 0.6,
+    ("chair_trigger", "empty_rate"): 0.9,
 }
 
 
-def test_numeric_metrics_skip_text_and_bools():
+def test_numeric_metrics_skip_text_bools_counts_and_undirected_rates():
+    # n, n_mentions, unparseable (counts), yes_ratio (no better direction) and the not-applicable CHAIR stay out
     assert {(t, m): v for t, m, v in numeric_metrics(RESULTS)} == EXPECTED
 
 
@@ -44,7 +47,7 @@ def test_model_index_round_trips_through_a_model_card():
     as_dict = data.to_dict()
     assert as_dict["base_model"] == "HuggingFaceTB/SmolVLM-256M-Instruct" and as_dict["license"] == "apache-2.0"
     index = as_dict["model-index"]
-    assert index[0]["name"] == "runs/sft/model" and len(index[0]["results"]) == 2  # one result group per task
+    assert index[0]["name"] == "runs/sft/model" and len(index[0]["results"]) == 3  # one result group per task
     groups = {r["dataset"]["config"]: r for r in index[0]["results"]}
     assert groups["pope"]["task"] == {"type": "image-text-to-text", "name": "pope"}
     assert groups["chair"]["dataset"]["args"] == {"limit": 100, "seed": 0}

@@ -33,8 +33,10 @@ def board(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("ZOO_HOME", str(tmp_path / "home"))
     hub = LocalHub()
     push_run(_run(tmp_path, "sft", 0.351), "zoo/shapes-vlm", hub)
+    push_run(_run(tmp_path, "silent", None), "zoo/silent", hub)  # captions mostly empty: CHAIR not applicable
     push_run(_run(tmp_path, "dpo", 0.072), "zoo/shapes-vlm-dpo", hub)
     assert main(["submit", "shapes-vlm"]) == 0
+    assert main(["submit", "zoo/silent"]) == 0
     assert main(["submit", "zoo/shapes-vlm-dpo"]) == 0
     out = tmp_path / "board.html"
     assert main(["leaderboard", "--html", str(out)]) == 0
@@ -45,10 +47,11 @@ def board(tmp_path, monkeypatch, capsys):
 def test_submissions_land_in_the_dataset_repo(board):
     hub, _ = board
     rev = hub.resolve("zoo/leaderboard", kind="dataset")
-    assert len(hub.revisions("zoo/leaderboard", kind="dataset")) == 2  # one revision per submission
+    assert len(hub.revisions("zoo/leaderboard", kind="dataset")) == 3  # one revision per submission
     requests = sorted((rev.path / "requests").glob("*.json"))
     assert [p.name for p in requests] == [f"shapes-vlm_{hub.main('zoo/shapes-vlm')}.json",
-                                          f"zoo__shapes-vlm-dpo_{hub.main('zoo/shapes-vlm-dpo')}.json"]
+                                          f"zoo__shapes-vlm-dpo_{hub.main('zoo/shapes-vlm-dpo')}.json",
+                                          f"zoo__silent_{hub.main('zoo/silent')}.json"]
     request = json.loads(requests[0].read_text())
     assert {"model", "revision", "precision", "weight_type", "status", "submitted_time"} <= set(request)
     assert request["status"] == "FINISHED" and request["model_type"] == "sft"
@@ -84,13 +87,15 @@ def test_page_in_headless_chromium(board, tmp_path):
 
     url = page.resolve().as_uri()
     doc = dom(url)
-    assert models(doc) == ["shapes-vlm", "zoo/shapes-vlm-dpo"]  # submission order
-    assert ">0.351<" in doc and ">0.072<" in doc and 'data-col="chair_trigger/chair_i"' in doc
+    # ranked by the trigger CHAIR_i, lower is better; the model that names nothing is n/a and last, never best
+    assert models(doc) == ["zoo/shapes-vlm-dpo", "shapes-vlm", "zoo/silent"]
+    assert ">0.351<" in doc and ">0.072<" in doc and ">n/a<" in doc and 'data-col="chair_trigger/chair_i"' in doc
+    assert "chair_trigger/chair_i ↓" in doc and "chair_trigger/recall ↑" in doc and 'data-col="chair_trigger/n"' not in doc
     assert 'id="plot"' in doc and "data:image/png;base64," in doc
-    # the page's own script sorts (here by the hallucination rate, via the URL fragment)
-    sorted_doc = dom(url + "#sort=chair_trigger/chair_i")
-    assert models(sorted_doc) == ["zoo/shapes-vlm-dpo", "shapes-vlm"]
-    assert 'data-sorted="chair_trigger/chair_i:asc"' in sorted_doc
+    # the page's own script sorts (via the URL fragment); n/a stays last either way
+    sorted_doc = dom(url + "#sort=chair_trigger/chair_i&dir=desc")
+    assert models(sorted_doc) == ["shapes-vlm", "zoo/shapes-vlm-dpo", "zoo/silent"]
+    assert 'data-sorted="chair_trigger/chair_i:desc"' in sorted_doc
     shot = tmp_path / "board.png"
     out = subprocess.run([BROWSER, *flags, "--window-size=1200,900", f"--screenshot={shot}", url],
                          capture_output=True, text=True, timeout=120)
@@ -109,3 +114,14 @@ def test_submit_takes_an_entry_name_or_its_older_alias(tmp_path, monkeypatch, ca
 
     rows = read_submissions(leaderboard_folder(LocalHub()))
     assert {r["request"]["model"] for r in rows} == {"shapes-vlm.dpo"}  # one model, whichever name was typed
+
+
+def test_rank_follows_each_metric_direction_and_puts_not_applicable_last():
+    from zoo.leaderboard import rank
+
+    rows = [{"model": "a", "t/chair_i": 0.3, "t/recall": 0.9}, {"model": "silent", "t/chair_i": None, "t/recall": 0.0},
+            {"model": "b", "t/chair_i": 0.1, "t/recall": 0.8}]
+    assert [r["model"] for r in rank(rows, "t/chair_i")] == ["b", "a", "silent"]
+    assert [r["model"] for r in rank(rows, "t/recall")] == ["a", "b", "silent"]
+    with pytest.raises(ValueError, match="no direction"):
+        rank(rows, "t/yes_ratio")

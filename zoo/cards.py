@@ -20,18 +20,20 @@ from typing import Any
 import yaml
 from huggingface_hub import EvalResult, EvalResultEntry, ModelCardData, eval_result_entries_to_yaml
 
-from zoo.results import atomic_write, flatten_metrics, is_number
+from zoo.results import atomic_write, compare_markdown, flatten_metrics, is_number, is_rankable, load_results
 
 TASK_TYPE = "image-text-to-text"
 
 
 def numeric_metrics(results: dict) -> list[tuple[str, str, float | int]]:
-    """``(task, metric, value)`` for every numeric metric, in file order (non-numbers are skipped)."""
+    """``(task, metric, value)`` for every numeric rate or score with a direction, in file order. Counts
+    (``n``, ``n_mentions``, ``unparseable``), undirected rates (``yes_ratio``) and not-applicable (None)
+    metrics stay in the results file but out of ``model-index`` and ``.eval_results``."""
     return [
         (task, metric, value)
         for task, metrics in results["results"].items()
         for metric, value in flatten_metrics(metrics).items()
-        if is_number(value)
+        if is_number(value) and is_rankable(metric)
     ]
 
 
@@ -119,9 +121,9 @@ def write_eval_results(results: dict, folder: str | Path, **kwargs: Any) -> Path
 
 LIMITATIONS = (
     "Trained and evaluated on the synthetic shapes world only (procedurally generated 48-px images, "
-    "template captions): it shows what the recipe does, not how a real assistant behaves. On this world "
-    "SFT on the chosen captions alone reduces the bias-trigger hallucination about as much as the "
-    "preference recipes (see the zoo README's ablations). Not for any real-world use."
+    "template captions): it shows what the recipe does, not how a real assistant behaves. Read every "
+    "figure beside its control (SFT on the chosen responses, same data, steps and lr) and its 95 % "
+    "interval; the zoo README's alignment table has them over 3 seeds. Not for any real-world use."
 )
 
 
@@ -169,14 +171,20 @@ def _data_text(recipe: dict) -> str:
     return text
 
 
-def _results_table(results: dict) -> str:
-    lines = ["| task | metric | value |", "|---|---|---|"]
-    for task, metrics in results["results"].items():
-        for metric, value in metrics.items():
-            if is_number(value):
-                lines.append(f"| {task} | {metric} | {value:.4g} |" if isinstance(value, float) else
-                             f"| {task} | {metric} | {value} |")
-    return "\n".join(lines)
+def _results_table(results: dict, controls: list[dict] = ()) -> str:
+    """The card's results: this model beside its controls (first column the reference), each cell with its
+    bootstrap 95 % interval when the results have one; ≈ marks an interval overlapping the reference's."""
+    columns = [*controls, results]
+    table = compare_markdown(columns)
+    note = ("\n↓ / ↑: lower / higher is better; [low, high]: bootstrap 95 % interval over items"
+            + (f"; ≈: overlaps the first column's ({columns[0]['model']}), so that difference is not shown."
+               if controls else "."))
+    return table + note
+
+
+def _controls(run_dir: Path) -> list[dict]:
+    """Results files of the run's control rows (``controls/*.json``), in name order."""
+    return [load_results(p) for p in sorted((run_dir / "controls").glob("*.json"))] if (run_dir / "controls").is_dir() else []
 
 
 def render_card(run_dir: str | Path, repo_id: str, name: str | None = None, base_model: str | None = None,
@@ -206,7 +214,8 @@ def render_card(run_dir: str | Path, repo_id: str, name: str | None = None, base
         backbone=backbone or recipe.get("model", {}).get("_target_", "see config.json"),
         modalities=", ".join(modalities), parameters=metrics.get("parameters", "see config.json"),
         command=f"recipe={recipe_name}", hparams=_hparams(recipe), data=_data_text(recipe),
-        suite=(results or {}).get("suite"), results_table=_results_table(results) if results else None,
+        suite=(results or {}).get("suite"),
+        results_table=_results_table(results, _controls(run_dir)) if results else None,
         limitations=LIMITATIONS,
     )
     return str(card)

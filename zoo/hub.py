@@ -354,7 +354,7 @@ class LocalHub:
 
 def stage_run(run_dir: str | Path, repo_id: str, dest: str | Path, card: bool = True, **card_kwargs) -> Path:
     """Lay a training run out as a hub repo in ``dest``: its ``model/`` files plus ``recipe.yaml``,
-    ``results.json`` and ``.eval_results/`` when present, and a model card (``README.md``, rendered from
+    ``results.json``, ``controls/*.json`` (results of its control rows) and ``.eval_results/`` when present, and a model card (``README.md``, rendered from
     ``model_cards/`` unless the run has its own). ``dest`` may exist already (empty)."""
     run_dir, stage = Path(run_dir), Path(dest)
     model = run_dir / "model"
@@ -364,6 +364,10 @@ def stage_run(run_dir: str | Path, repo_id: str, dest: str | Path, card: bool = 
     for extra in ("recipe.yaml", "results.json", "README.md"):
         if (run_dir / extra).is_file():
             shutil.copy2(run_dir / extra, stage / extra)
+    if (run_dir / "controls").is_dir():  # the control rows' results, shown beside the run's in its card
+        (stage / "controls").mkdir(exist_ok=True)
+        for control in sorted((run_dir / "controls").glob("*.json")):
+            shutil.copy2(control, stage / "controls" / control.name)
     if (run_dir / ".eval_results").is_dir():
         shutil.copytree(run_dir / ".eval_results", stage / ".eval_results")
     elif (run_dir / "results.json").is_file():

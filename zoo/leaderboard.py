@@ -26,7 +26,7 @@ from typing import Any
 
 from zoo.entries import ENTRIES
 from zoo.hub import MANIFEST, LocalHub, upload_to_hf
-from zoo.results import flatten_metrics, is_number
+from zoo.results import flatten_metrics, is_number, is_rankable, metric_info
 
 LEADERBOARD_REPO = "zoo/leaderboard"
 PLOT_METRIC = "chair_trigger/chair_i"  # the bias-trigger hallucination rate, when present
@@ -116,6 +116,7 @@ def leaderboard_folder(hub: LocalHub | None = None, repo: str = LEADERBOARD_REPO
 
 
 def _rows(submissions: list[dict]) -> tuple[list[str], list[dict[str, Any]]]:
+    """Columns and one row per submission: every rate and score (None where not applicable); counts stay out."""
     columns: list[str] = []
     rows = []
     for sub in submissions:
@@ -124,13 +125,25 @@ def _rows(submissions: list[dict]) -> tuple[list[str], list[dict[str, Any]]]:
                "params": req.get("params", "")}
         for task, metrics in res["results"].items():
             for metric, value in flatten_metrics(metrics).items():
-                if is_number(value) and metric not in ("n", "n_mentions", "unparseable"):
+                info = metric_info(metric)
+                if (is_number(value) or value is None) and info is not None and info.kind != "count":
                     key = f"{task}/{metric}"
                     row[key] = value
                     if key not in columns:
                         columns.append(key)
         rows.append(row)
     return ["model", "revision", "type", "params", *columns], rows
+
+
+def rank(rows: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
+    """Rows best first by ``metric`` in its declared direction; a row without a value (not applicable, e.g.
+    CHAIR of a model whose captions are mostly empty) ranks last, never best."""
+    info = metric_info(metric)
+    if info is None or info.better is None:
+        raise ValueError(f"cannot rank by {metric!r}: it declares no direction (see zoo.results.METRICS)")
+    sign = 1 if info.better == "lower" else -1
+    scored = [r for r in rows if is_number(r.get(metric))]
+    return sorted(scored, key=lambda r: sign * r[metric]) + [r for r in rows if not is_number(r.get(metric))]
 
 
 def _plot(rows: list[dict], metric: str) -> str:
@@ -143,7 +156,11 @@ def _plot(rows: list[dict], metric: str) -> str:
     fig, ax = plt.subplots(figsize=(7, 0.5 + 0.45 * max(1, len(data))))
     ax.barh([m for m, _ in data], [v for _, v in data], color="#4c72b0")
     ax.invert_yaxis()
-    ax.set_xlabel(metric)
+    info = metric_info(metric)
+    if info is not None and info.kind == "rate":
+        ax.set_xlim(0, 1)
+    better = f" ({info.better} is better)" if info is not None and info.better else ""
+    ax.set_xlabel(metric + better)
     ax.set_title(f"{metric} by model")
     fig.tight_layout()
     buf = io.BytesIO()
@@ -160,6 +177,7 @@ function sortBy(col, dir) {
   const rows = [...table.tBodies[0].rows];
   rows.sort((a, b) => {
     const x = a.cells[idx].dataset.v, y = b.cells[idx].dataset.v;
+    if (x === '' || y === '') return (x === '') - (y === '');  // not applicable: always last
     const nx = parseFloat(x), ny = parseFloat(y);
     const c = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : x.localeCompare(y);
     return dir === 'desc' ? -c : c;
@@ -179,15 +197,22 @@ if (m) sortBy(decodeURIComponent(m[1]), m[2] || 'asc');
 def render_html(submissions: list[dict], out: str | Path, plot_metric: str = PLOT_METRIC) -> Path:
     """A self-contained page: the sortable table of every submission and a bar plot of one metric."""
     columns, rows = _rows(submissions)
-    if plot_metric not in columns:
-        plot_metric = next((c for c in columns[4:]), None)
+    if plot_metric not in columns or not is_rankable(plot_metric):
+        plot_metric = next((c for c in columns[4:] if is_rankable(c)), None)
+    if plot_metric:
+        rows = rank(rows, plot_metric)  # the page opens ranked by the plotted metric, best first
 
     def cell(row, col):
-        v = row.get(col, "")
-        shown = f"{v:.3f}" if isinstance(v, float) else str(v)
-        return f'<td data-v="{html.escape(str(v))}">{html.escape(shown)}</td>'
+        v = row.get(col)
+        shown = "n/a" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+        return f'<td data-v="{html.escape("" if v is None else str(v))}">{html.escape(shown)}</td>'
 
-    head = "".join(f'<th data-col="{html.escape(c)}">{html.escape(c)}</th>' for c in columns)
+    def header(col):
+        info = metric_info(col) if col not in columns[:4] else None
+        arrow = f" {info.arrow}" if info is not None and info.arrow else ""
+        return f'<th data-col="{html.escape(col)}">{html.escape(col + arrow)}</th>'
+
+    head = "".join(header(c) for c in columns)
     body = "\n".join("<tr>" + "".join(cell(r, c) for c in columns) + "</tr>" for r in rows)
     plot = (f'<img id="plot" alt="{html.escape(plot_metric)} by model" src="data:image/png;base64,{_plot(rows, plot_metric)}">'
             if plot_metric and rows else "<p>No metric to plot.</p>")
@@ -197,7 +222,8 @@ def render_html(submissions: list[dict], out: str | Path, plot_metric: str = PLO
 th,td{{border:1px solid #ccc;padding:4px 8px;text-align:right}} th{{cursor:pointer;background:#f3f3f3}}
 td:first-child,th:first-child{{text-align:left}}</style></head>
 <body><h1>zoo leaderboard</h1>
-<p>{len(rows)} submission(s). Click a column header to sort.</p>
+<p>{len(rows)} submission(s), ranked by {html.escape(plot_metric or "—")} (best first; n/a last). Click a column
+header to sort; ↓ / ↑: lower / higher is better.</p>
 <table id="board"><thead><tr>{head}</tr></thead><tbody>
 {body}
 </tbody></table>
