@@ -80,7 +80,8 @@ register(ZooEntry(
     "shapes-vlm", SHAPES_BACKBONE, ("image",), ("recipe=sft",), "zoo/shapes-vlm",
     description="SFT base on the shapes world (learns the co-occurrence prior)", tags=("sft",),
 ))
-_shapes_entry("dpo", "DPO + RPO term on annotated pairs (one injected hallucination)", ("dpo",))
+_shapes_entry("dpo", "DPO + RPO term on relative preference pairs (the chosen is better, not right)", ("dpo",))
+_shapes_entry("sft_chosen", "the control: SFT on the chosen captions of the same pairs, steps and lr", ("sft", "control"))
 _shapes_entry("bdhs", "offline BDHS: rejected written by the base with its image hidden", ("bdhs",))
 _shapes_entry("online_bdhs", "online BDHS: rejected written by the policy every step", ("bdhs", "online"))
 

@@ -1,0 +1,197 @@
+"""The alignment table: every preference recipe beside its controls, over seeds, with error bars.
+
+    python -m benchmarks.alignment --out runs/alignment                     # the README's table (3 seeds;
+                                                                            # online BDHS: seed 0, --slow-seeds)
+    python -m benchmarks.alignment --rows sft_chosen dpo --seeds 0 --steps 50   # a quick look
+
+Each row is trained from the same SFT base with ``zoo train`` (the base itself is trained first when
+``--base`` does not exist) and evaluated with ``zoo eval … --suite demo`` — the commands a user runs, so
+every figure can be reproduced one run at a time. A run whose ``results.json`` exists is reused
+(``--force`` retrains). Written to ``--out``: one folder per row and seed, ``alignment.json`` (every
+figure) and ``alignment.md`` (the table).
+
+The table gives, per row and metric, the mean ± sd over seeds and the bootstrap 95 % interval over items
+(all seeds' items pooled); and for each method the change of bias-trigger CHAIR_i against the control
+(SFT on the chosen responses, same data, steps and lr) with the interval of the paired difference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.stats import bootstrap_intervals, mean_sd, paired_difference
+from benchmarks.suites import build_suite
+from zoo.results import atomic_write, load_results, load_samples, metric_info
+
+SUITE = "demo"
+CONTROL = "sft_chosen"
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    label: str
+    recipe: str | None  # None: the SFT base itself, evaluated as it is
+    slow: bool = False  # trained only at the --slow-seeds (online generation every step)
+
+
+ROWS: dict[str, Row] = {
+    "sft_base": Row("SFT base", None),
+    "sft_chosen": Row("control: SFT on the chosen", "sft_chosen"),
+    "dpo": Row("DPO (+ SFT term)", "dpo"),
+    "dpo_no_sft": Row("control: DPO without the SFT term", "dpo_no_sft"),
+    "bdhs": Row("offline BDHS", "bdhs"),
+    "online_bdhs": Row("online BDHS", "online_bdhs", slow=True),
+}
+# (task, metric) columns of the table, the headline first
+COLUMNS = (
+    ("chair_trigger", "chair_i"),
+    ("chair_trigger", "recall"),
+    ("chair_trigger", "empty_rate"),
+    ("chair", "chair_i"),
+    ("chair", "recall"),
+    ("pope_trigger", "accuracy"),
+    ("pope_adversarial", "f1"),
+)
+HEADLINE = COLUMNS[0]
+
+
+def _zoo(*args: str) -> None:
+    """Run ``zoo ARGS`` (this interpreter's), failing loudly with the command."""
+    cmd = [sys.executable, "-m", "zoo.cli", *args]
+    print("$ zoo " + " ".join(args), flush=True)
+    if subprocess.run(cmd).returncode != 0:
+        raise SystemExit(f"failed: zoo {' '.join(args)}")
+
+
+def run_row(name: str, seed: int, base: Path, out: Path, world: Path, extra: list[str], force: bool) -> Path:
+    """Train (unless the base row) and evaluate one row at one seed; the run folder."""
+    row = ROWS[name]
+    run = out / (name if row.recipe is None else f"{name}-s{seed}")
+    results = run / "results.json"
+    if results.exists() and not force:
+        return run
+    model = base
+    if row.recipe is not None:
+        _zoo("train", f"recipe={row.recipe}", "model=pretrained", f"model.path={base}", f"seed={seed}",
+             f"output_dir={run}", "overwrite=true", f"data_root={world.parent}", *extra)
+        model = run / "model"
+    _zoo("eval", str(model), "--suite", SUITE, "--world", str(world), "--output", str(results),
+         "--name", f"{name} (seed {seed})" if row.recipe else name)
+    return run
+
+
+def _records(tasks: dict, run: Path) -> dict[str, list]:
+    """Per task, the judge records of a run's samples (the scorer re-applied to the stored replies)."""
+    by_task: dict[str, list[dict]] = {}
+    for sample in load_samples(run / "results.json"):
+        by_task.setdefault(sample["task"], []).append(sample)
+    return {task: tasks[task].judge([{"id": s["id"], "reference": s["reference"]} for s in samples],
+                                    [s["reply"] for s in samples])
+            for task, samples in by_task.items() if task in tasks}
+
+
+def summarize(runs: dict[str, list[Path]], world: Path, n_boot: int = 1000) -> dict[str, Any]:
+    """Mean ± sd over seeds, pooled bootstrap intervals, and paired differences against the control."""
+    tasks = {t.name: t for t in build_suite(SUITE, world=world)}
+    records = {name: [_records(tasks, run) for run in paths] for name, paths in runs.items()}
+    summary: dict[str, Any] = {"rows": {}, "vs_control": {}}
+    for name, paths in runs.items():
+        cells = {}
+        for task, metric in COLUMNS:
+            values = [load_results(run / "results.json")["results"][task][metric] for run in paths]
+            pooled = [r for per_seed in records[name] for r in per_seed[task]]
+            interval = bootstrap_intervals(tasks[task].aggregate, pooled, n_boot=n_boot).get(metric)
+            mean, sd = mean_sd(values)
+            cells[f"{task}/{metric}"] = {"values": values, "mean": mean, "sd": sd, "interval": interval}
+        summary["rows"][name] = {"label": ROWS[name].label, "seeds": len(paths), "runs": [str(p) for p in paths],
+                                 "metrics": cells}
+    if CONTROL in runs:
+        task, metric = HEADLINE
+        control = runs[CONTROL]
+        for name, paths in runs.items():
+            if name == CONTROL:
+                continue
+            # pair seed s of the method with seed s of the control (the base has one run: repeat it)
+            n = max(len(paths), len(control))
+            a = [r for i in range(n) for r in records[CONTROL][i % len(control)][task]]
+            b = [r for i in range(n) for r in records[name][i % len(paths)][task]]
+            diff = paired_difference(tasks[task].aggregate, a, b, metric, n_boot=n_boot)
+            ref = summary["rows"][CONTROL]["metrics"][f"{task}/{metric}"]["mean"]
+            diff["relative"] = diff["diff"] / ref if diff["diff"] is not None and ref else None
+            summary["vs_control"][name] = diff
+    return summary
+
+
+def _fmt(cell: dict) -> str:
+    if cell["mean"] is None:
+        return "n/a"
+    text = f"{cell['mean']:.3f} ± {cell['sd']:.3f}"
+    if cell["interval"]:
+        text += f" [{cell['interval'][0]:.3f}, {cell['interval'][1]:.3f}]"
+    return text
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    """The table: one row per method, mean ± sd over seeds [pooled 95 % interval], and the change vs control."""
+    heads = [f"{t} {m} {metric_info(m).arrow}".rstrip() for t, m in COLUMNS]
+    lines = ["| row | seeds | " + " | ".join(heads) + " | trigger CHAIR_i vs control (paired 95 % interval) |",
+             "|---|---|" + "---|" * (len(COLUMNS) + 1)]
+    for name, row in summary["rows"].items():
+        cells = [_fmt(row["metrics"][f"{t}/{m}"]) for t, m in COLUMNS]
+        vs = summary["vs_control"].get(name)
+        if vs and vs["diff"] is not None:
+            rel = f"{100 * vs['relative']:+.0f} %, " if vs["relative"] is not None else ""
+            lo, hi = vs["interval"]
+            change = f"{rel}Δ {vs['diff']:+.3f} [{lo:+.3f}, {hi:+.3f}]" + ("" if vs["excludes_zero"] else " (includes 0)")
+        else:
+            change = "—"
+        lines.append(f"| {row['label']} | {row['seeds']} | " + " | ".join(cells) + f" | {change} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="runs/alignment", help="folder of the runs and the table")
+    p.add_argument("--base", default=None, help="the SFT base model folder (default: OUT/sft-base, trained if missing)")
+    p.add_argument("--world", default="data/shapes-0", help="the shapes world (generated if missing)")
+    p.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--slow-seeds", nargs="+", type=int, default=[0],
+                   help="seeds of the slow rows (online BDHS generates every step: ~10 min a run on 2 CPU cores)")
+    p.add_argument("--steps", type=int, default=None, help="trainer.max_steps of every aligned row (default: the recipe's)")
+    p.add_argument("--force", action="store_true", help="retrain and re-evaluate runs that have results")
+    p.add_argument("overrides", nargs="*", help="Hydra overrides added to every training run")
+    args = p.parse_args(argv)
+    out, world = Path(args.out), Path(args.world)
+    extra = list(args.overrides) + ([f"trainer.max_steps={args.steps}"] if args.steps else [])
+    start = time.perf_counter()
+    base = Path(args.base) if args.base else out / "sft-base" / "model"
+    if not (base / "config.json").exists():
+        if args.base:
+            raise SystemExit(f"--base {base} is not a saved model folder")
+        _zoo("train", "recipe=sft", f"output_dir={base.parent}", "overwrite=true", f"data_root={world.parent}")
+    def seeds(row: Row) -> list[int]:
+        return args.seeds[:1] if row.recipe is None else args.slow_seeds if row.slow else args.seeds
+
+    runs = {name: [run_row(name, seed, base, out, world, extra, args.force) for seed in seeds(ROWS[name])]
+            for name in args.rows}
+    summary = summarize(runs, world)
+    summary.update(base=str(base), world=str(world), seeds=args.seeds, overrides=extra,
+                   seconds=round(time.perf_counter() - start, 1))
+    atomic_write(out / "alignment.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    table = markdown(summary)
+    atomic_write(out / "alignment.md", table)
+    print(table)
+    print(f"written to {out / 'alignment.json'} and {out / 'alignment.md'} in {summary['seconds']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,70 @@
+"""benchmarks/alignment.py: the table of every recipe beside its controls, over seeds, with intervals."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks import alignment
+from zoo.results import load_results
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory):
+    """A tiny SFT base on a tiny world, trained in-process (the script trains its rows through `zoo train`)."""
+    from tests.train.test_sft import tiny_overrides
+    from zoo.train.run import compose_config, train
+
+    tmp = tmp_path_factory.mktemp("alignment")
+    cfg = compose_config(["recipe=sft", *tiny_overrides(tmp, steps=2)])
+    train(cfg)
+    world_overrides = [o for o in tiny_overrides(tmp) if o.startswith("data.world_config.")]
+    return tmp, tmp / "run" / "model", world_overrides
+
+
+def test_the_table_trains_each_row_through_zoo_and_reports_the_control(tiny_base):
+    tmp, base, world = tiny_base
+    out = tmp / "table"
+    argv = ["--base", str(base), "--world", str(tmp / "data" / "shapes-0"), "--out", str(out),
+            "--rows", "sft_base", "sft_chosen", "dpo", "--seeds", "0", "1", "--steps", "2",
+            *world, "data.batch_size=4", "module.warmup_steps=1"]
+    assert alignment.main(argv) == 0
+    summary = json.loads((out / "alignment.json").read_text())
+    assert list(summary["rows"]) == ["sft_base", "sft_chosen", "dpo"]
+    assert summary["rows"]["sft_base"]["seeds"] == 1 and summary["rows"]["dpo"]["seeds"] == 2
+    for seed in (0, 1):  # each row and seed is an ordinary run folder: recipe, model, results with intervals
+        run = out / f"dpo-s{seed}"
+        assert f"seed: {seed}" in (run / "recipe.yaml").read_text()
+        assert "recipe_name: dpo" in (run / "recipe.yaml").read_text()
+        assert load_results(run / "results.json")["intervals"]["chair_trigger"]["recall"] is not None
+    cell = summary["rows"]["dpo"]["metrics"]["chair_trigger/recall"]
+    values = [load_results(out / f"dpo-s{s}" / "results.json")["results"]["chair_trigger"]["recall"] for s in (0, 1)]
+    assert cell["values"] == values and cell["mean"] == pytest.approx(sum(values) / 2)
+    assert set(summary["vs_control"]) == {"sft_base", "dpo"}  # every other row against the control
+    table = (out / "alignment.md").read_text()
+    assert "| control: SFT on the chosen | 2 |" in table and "| DPO (+ SFT term) | 2 |" in table
+    assert "chair_trigger chair_i ↓" in table
+    # runs with results are reused: a second call trains nothing and gives the same figures
+    before = (out / "dpo-s0" / "results.json").stat().st_mtime_ns
+    assert alignment.main(argv) == 0
+    assert (out / "dpo-s0" / "results.json").stat().st_mtime_ns == before
+    again = json.loads((out / "alignment.json").read_text())
+    assert again["rows"] == summary["rows"] and again["vs_control"] == summary["vs_control"]
+
+
+def test_markdown_marks_a_change_whose_interval_includes_zero():
+    def cell(mean):
+        return {"values": [mean], "mean": mean, "sd": 0.0, "interval": [mean - 0.01, mean + 0.01]}
+
+    rows = {name: {"label": alignment.ROWS[name].label, "seeds": 1,
+                   "metrics": {f"{t}/{m}": cell(0.5) for t, m in alignment.COLUMNS}}
+            for name in ("sft_chosen", "dpo", "bdhs")}
+    summary = {"rows": rows, "vs_control": {
+        "dpo": {"diff": -0.2, "interval": [-0.25, -0.15], "excludes_zero": True, "relative": -0.4},
+        "bdhs": {"diff": -0.01, "interval": [-0.03, 0.01], "excludes_zero": False, "relative": -0.02},
+    }}
+    lines = alignment.markdown(summary).splitlines()
+    assert lines[2].endswith("| — |")  # the control itself
+    assert lines[3].endswith("| -40 %, Δ -0.200 [-0.250, -0.150] |")
+    assert lines[4].endswith("(includes 0) |")
