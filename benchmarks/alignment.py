@@ -60,6 +60,8 @@ COLUMNS = (
     ("pope_adversarial", "f1"),
 )
 HEADLINE = COLUMNS[0]
+# paired differences against the control: the headline, and what a method must not pay for it
+VERSUS = (HEADLINE, ("chair_trigger", "recall"), ("pope_trigger", "accuracy"))
 
 
 def _zoo(*args: str) -> None:
@@ -113,19 +115,20 @@ def summarize(runs: dict[str, list[Path]], world: Path, n_boot: int = 1000) -> d
         summary["rows"][name] = {"label": ROWS[name].label, "seeds": len(paths), "runs": [str(p) for p in paths],
                                  "metrics": cells}
     if CONTROL in runs:
-        task, metric = HEADLINE
         control = runs[CONTROL]
         for name, paths in runs.items():
             if name == CONTROL:
                 continue
-            # pair seed s of the method with seed s of the control (the base has one run: repeat it)
-            n = max(len(paths), len(control))
-            a = [r for i in range(n) for r in records[CONTROL][i % len(control)][task]]
-            b = [r for i in range(n) for r in records[name][i % len(paths)][task]]
-            diff = paired_difference(tasks[task].aggregate, a, b, metric, n_boot=n_boot)
-            ref = summary["rows"][CONTROL]["metrics"][f"{task}/{metric}"]["mean"]
-            diff["relative"] = diff["diff"] / ref if diff["diff"] is not None and ref else None
-            summary["vs_control"][name] = diff
+            summary["vs_control"][name] = {}
+            for task, metric in VERSUS:
+                # pair seed s of the method with seed s of the control (the base has one run: repeat it)
+                n = max(len(paths), len(control))
+                a = [r for i in range(n) for r in records[CONTROL][i % len(control)][task]]
+                b = [r for i in range(n) for r in records[name][i % len(paths)][task]]
+                diff = paired_difference(tasks[task].aggregate, a, b, metric, n_boot=n_boot)
+                ref = summary["rows"][CONTROL]["metrics"][f"{task}/{metric}"]["mean"]
+                diff["relative"] = diff["diff"] / ref if diff["diff"] is not None and ref else None
+                summary["vs_control"][name][f"{task}/{metric}"] = diff
     return summary
 
 
@@ -138,21 +141,27 @@ def _fmt(cell: dict) -> str:
     return text
 
 
+def _change(vs: dict | None, relative: bool) -> str:
+    if not vs or vs["diff"] is None:
+        return "—"
+    rel = f"{100 * vs['relative']:+.0f} %, " if relative and vs["relative"] is not None else ""
+    lo, hi = vs["interval"]
+    return f"{rel}Δ {vs['diff']:+.3f} [{lo:+.3f}, {hi:+.3f}]" + ("" if vs["excludes_zero"] else " (includes 0)")
+
+
 def markdown(summary: dict[str, Any]) -> str:
-    """The table: one row per method, mean ± sd over seeds [pooled 95 % interval], and the change vs control."""
+    """Two tables: per row, mean ± sd over seeds [pooled 95 % interval]; then each row's paired change vs the control."""
     heads = [f"{t} {m} {metric_info(m).arrow}".rstrip() for t, m in COLUMNS]
-    lines = ["| row | seeds | " + " | ".join(heads) + " | trigger CHAIR_i vs control (paired 95 % interval) |",
-             "|---|---|" + "---|" * (len(COLUMNS) + 1)]
-    for name, row in summary["rows"].items():
+    lines = ["| row | seeds | " + " | ".join(heads) + " |", "|---|---|" + "---|" * len(COLUMNS)]
+    for row in summary["rows"].values():
         cells = [_fmt(row["metrics"][f"{t}/{m}"]) for t, m in COLUMNS]
-        vs = summary["vs_control"].get(name)
-        if vs and vs["diff"] is not None:
-            rel = f"{100 * vs['relative']:+.0f} %, " if vs["relative"] is not None else ""
-            lo, hi = vs["interval"]
-            change = f"{rel}Δ {vs['diff']:+.3f} [{lo:+.3f}, {hi:+.3f}]" + ("" if vs["excludes_zero"] else " (includes 0)")
-        else:
-            change = "—"
-        lines.append(f"| {row['label']} | {row['seeds']} | " + " | ".join(cells) + f" | {change} |")
+        lines.append(f"| {row['label']} | {row['seeds']} | " + " | ".join(cells) + " |")
+    lines += ["", "| row | " + " | ".join(f"Δ {t} {m} vs control (paired 95 % interval)" for t, m in VERSUS) + " |",
+              "|---|" + "---|" * len(VERSUS)]
+    for name, row in summary["rows"].items():
+        vs = summary["vs_control"].get(name) or {}
+        cells = [_change(vs.get(f"{t}/{m}"), relative=(t, m) == HEADLINE) for t, m in VERSUS]
+        lines.append(f"| {row['label']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

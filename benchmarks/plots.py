@@ -17,6 +17,7 @@ matplotlib.use("Agg")  # no display; safe to call before pyplot is imported anyw
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from zoo.results import metric_info  # noqa: E402
 
 
 def _version(path: Path) -> int:
@@ -59,6 +60,9 @@ def panels(metrics: list[str]) -> dict[str, list[str]]:
     evals: dict[str, list[str]] = {}
     for name in sorted(metrics):
         if name.startswith("eval/"):
+            info = metric_info(name)
+            if info is not None and info.kind == "count":  # n, n_mentions …: not on a rate axis
+                continue
             parts = name.split("/")
             task = parts[1] if len(parts) > 2 else "eval"
             evals.setdefault(f"eval: {task}", []).append(name)

@@ -44,7 +44,8 @@ def test_the_table_trains_each_row_through_zoo_and_reports_the_control(tiny_base
     assert set(summary["vs_control"]) == {"sft_base", "dpo"}  # every other row against the control
     table = (out / "alignment.md").read_text()
     assert "| control: SFT on the chosen | 2 |" in table and "| DPO (+ SFT term) | 2 |" in table
-    assert "chair_trigger chair_i ↓" in table
+    assert "chair_trigger chair_i ↓" in table and "Δ pope_trigger accuracy vs control" in table
+    assert set(summary["vs_control"]["dpo"]) == {"chair_trigger/chair_i", "chair_trigger/recall", "pope_trigger/accuracy"}
     # runs with results are reused: a second call trains nothing and gives the same figures
     before = (out / "dpo-s0" / "results.json").stat().st_mtime_ns
     assert alignment.main(argv) == 0
@@ -60,11 +61,13 @@ def test_markdown_marks_a_change_whose_interval_includes_zero():
     rows = {name: {"label": alignment.ROWS[name].label, "seeds": 1,
                    "metrics": {f"{t}/{m}": cell(0.5) for t, m in alignment.COLUMNS}}
             for name in ("sft_chosen", "dpo", "bdhs")}
+    key = "chair_trigger/chair_i"
     summary = {"rows": rows, "vs_control": {
-        "dpo": {"diff": -0.2, "interval": [-0.25, -0.15], "excludes_zero": True, "relative": -0.4},
-        "bdhs": {"diff": -0.01, "interval": [-0.03, 0.01], "excludes_zero": False, "relative": -0.02},
+        "dpo": {key: {"diff": -0.2, "interval": [-0.25, -0.15], "excludes_zero": True, "relative": -0.4}},
+        "bdhs": {key: {"diff": -0.01, "interval": [-0.03, 0.01], "excludes_zero": False, "relative": -0.02}},
     }}
     lines = alignment.markdown(summary).splitlines()
-    assert lines[2].endswith("| — |")  # the control itself
-    assert lines[3].endswith("| -40 %, Δ -0.200 [-0.250, -0.150] |")
-    assert lines[4].endswith("(includes 0) |")
+    changes = lines[lines.index("") + 3:]
+    assert changes[0] == "| control: SFT on the chosen | — | — | — |"  # the control itself
+    assert changes[1] == "| DPO (+ SFT term) | -40 %, Δ -0.200 [-0.250, -0.150] | — | — |"
+    assert changes[2].startswith("| offline BDHS | -2 %, Δ -0.010 [-0.030, +0.010] (includes 0) |")

@@ -37,7 +37,8 @@ def test_read_metrics_concatenates_and_later_versions_win(tmp_path):
 
 def test_panels_group_metrics():
     layout = panels(["train/loss", "val/loss", "lr-AdamW", "train/tokens", "train/reward_margin",
-                     "train/reward_accuracy", "eval/pope/random/f1", "eval/chair/chair_i"])
+                     "train/reward_accuracy", "eval/pope/random/f1", "eval/chair/chair_i", "eval/chair/n_mentions",
+                     "eval/chair/n"])  # counts stay off the rate axes
     assert layout == {
         "loss": ["train/loss", "val/loss"],
         "reward margin": ["train/reward_margin"],
