@@ -9,11 +9,24 @@ import sys
 from pathlib import Path
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from zoo.train.run import compose_config, train
+def _config_error(e: Exception) -> str:
+    """The one line of a configuration error (Hydra wraps a constructor's error in its own)."""
+    cause = e.__cause__ if e.__cause__ is not None else e
+    return str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
 
-    cfg = compose_config(args.overrides)
-    metrics = train(cfg)
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from hydra.errors import HydraException
+
+    from zoo.train.run import compose_config, train
+    from zoo.train.validate import ConfigError
+
+    try:
+        cfg = compose_config(args.overrides)
+        metrics = train(cfg)
+    except (ConfigError, HydraException) as e:  # a wrong override or value: say which, no traceback
+        print(f"zoo train: {_config_error(e)}", file=sys.stderr)
+        return 2
     print(f"model written to {cfg.output_dir}/model · steps {metrics['global_step']} · {metrics['train_seconds']} s")
     return 0
 

@@ -270,7 +270,7 @@ def test_noise_variant(tiny_policy, items):
     out = BDHSSampler(tiny_policy, config, similarity=never_similar).sample(items[:2])
     assert all(s.corruption == "noise" and s.hidden == 0.0 and not s.guided for s in out)
     assert [s.rejected for s in out] == [s.rejected for s in BDHSSampler(tiny_policy, config, never_similar).sample(items[:2])]
-    with pytest.raises(ValueError, match="unknown corruption 'blur'"):
+    with pytest.raises(ValueError, match="corruption must be 'mask' or 'noise', not 'blur'"):
         BDHSSampler(tiny_policy, BDHSConfig(corruption="blur"), similarity=never_similar)
 
 

@@ -19,6 +19,8 @@ from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from zoo.train.validate import validate_config
+
 log = logging.getLogger(__name__)
 
 
@@ -39,6 +41,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
+    validate_config(cfg)  # one clear line for a field that cannot be right, before anything is built
     out = Path(cfg.output_dir)
     checkpoints = out / "checkpoints"
     if cfg.ckpt_path is None and checkpoints.exists() and any(checkpoints.iterdir()):

