@@ -223,7 +223,7 @@ def test_pushed_card_is_valid_and_complete(hub, run_dir):
     assert name == "carded" and {(r.dataset_config, r.metric_type, r.metric_value) for r in results} == {
         ("chair", "chair_i", 0.1)}
     for needed in ('load("me/carded")', "## Training", "## Data", "## Results", "## Intended use and limitations",
-                   "| chair | chair_i | 0.1 |", "Recipe `"):
+                   "| chair | chair_i ↓ | 0.100 |", "Recipe `"):
         assert needed in card.text, needed
     assert (path / ".eval_results" / "smoke.yaml").is_file() and rev == hub.main("me/carded")
 

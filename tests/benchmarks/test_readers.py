@@ -127,7 +127,7 @@ def test_amber_caption_set(amber):
     # mentions: {dog, sky, tree, person (man)} and {car, road}; person is the only hallucination
     m = task.score(items, replies)
     assert m == {"chair_i": pytest.approx(1 / 6), "chair_s": 0.5, "recall": 1.0, "partner_hallucination": None,
-                 "n_mentions": 6, "n": 2}
+                 "addition_rate": 0.5, "empty_rate": 0.0, "n_mentions": 6, "n": 2}
     perfect = task.score(items, ["Sky, tree and dog.", "A car on a road."])
     assert (perfect["chair_i"], perfect["recall"]) == (0.0, 1.0)
     quality = CaptionQualityTask(file=queries, annotations=notes).score(items, replies)

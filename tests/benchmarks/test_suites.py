@@ -67,10 +67,11 @@ def fake_suite(monkeypatch):
 def test_run_suite_format_and_determinism(fake_suite, tiny_policy, tiny_world):
     first, samples = run_suite(tiny_policy, fake_suite, "tiny", revision="abc", source={"world": tiny_world},
                                config={"note": "x"}, batch_size=2, progress=False, return_samples=True)
-    assert set(first) == {"model", "revision", "suite", "created", "config", "results"}
+    assert set(first) == {"model", "revision", "suite", "created", "config", "results", "intervals"}
     assert first["model"] == "tiny" and first["revision"] == "abc" and first["suite"] == fake_suite
     assert first["created"].endswith("Z") and "T" in first["created"]
-    assert first["config"] == {"note": "x", "limit": None, "seed": 0, "batch_size": 2, "source": {"world": str(tiny_world)}}
+    assert first["config"] == {"note": "x", "limit": None, "seed": 0, "batch_size": 2, "source": {"world": str(tiny_world)},
+                               "n_boot": 1000}
     assert list(first["results"]) == ["fake-count", "fake-two"]
     assert first["results"]["fake-count"]["n_replies"] == 3 and first["results"]["fake-two"]["n_replies"] == 2
     assert [s["id"] for s in samples["fake-count"]] == ["fake-count-0", "fake-count-1", "fake-count-2"]
