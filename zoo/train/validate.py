@@ -83,11 +83,10 @@ def validate_config(cfg: DictConfig) -> None:
             except Exception as e:
                 raise ConfigError(f"{section}._target_: cannot import {node._target_!r} ({e})") from None
             check_fields(section, node, target)
-    for key in ("max_steps", "checkpoint_every", "seed"):
-        where = f"trainer.{key}" if key == "max_steps" else key
-        value = cfg.trainer.get(key) if key == "max_steps" else cfg.get(key)
+    for key in ("checkpoint_every", "seed"):  # the run's own integers (trainer fields are checked above)
+        value = cfg.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            raise ConfigError(f"{where} must be an integer, not {value!r}")
+            raise ConfigError(f"{key} must be an integer, not {value!r}")
     module = cfg.get("module") or {}
     for part in ("objective", "pairs"):  # cheap to build (no model): their constructors check their values
         node = module.get(part)
