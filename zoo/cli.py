@@ -49,7 +49,7 @@ def cmd_world(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from zoo.demo import run_demo
 
-    run_demo(output_dir=args.output_dir, overrides=args.overrides)
+    run_demo(output_dir=args.output_dir, overrides=args.overrides, parallel=False if args.sequential else None)
     return 0
 
 
@@ -69,7 +69,7 @@ def cmd_bdhs(args: argparse.Namespace) -> int:
     summary = source.summary
     rate = summary["pairs_per_second"]
     print(f"{summary['pairs']} BDHS pairs in {cfg.module.pairs.output} · {summary['generated_now']} new in "
-          f"{summary['seconds']} s ({rate if rate is not None else '–'} pairs/s) · mean tries {summary['mean_tries']}")
+          f"{summary['seconds']} s ({rate if rate is not None else '–'} pairs/s) · mean tries {summary['mean_tries']} · repetitive {summary['repetitive_fraction']}")
     return 0
 
 
@@ -315,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("demo", help="the embedded default end to end: world → SFT → evaluation")
     p.add_argument("--output-dir", default="runs/demo")
+    p.add_argument("--sequential", action="store_true",
+                   help="train the control and DPO one after the other (default: at once, each on half the cores)")
     p.add_argument("overrides", nargs="*", help="Hydra overrides for the training run")
     p.set_defaults(func=cmd_demo)
 

@@ -13,6 +13,7 @@ side by side, each figure with its bootstrap 95 % interval.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
@@ -57,12 +58,72 @@ def _train_and_eval(cfg, title: str, console: Console) -> tuple[Path, dict, dict
     return run, results, metrics
 
 
+def _child_train_and_eval(cfg, title: str, threads: int) -> tuple[Path, dict]:
+    """`_train_and_eval` in a worker process: its own share of the cores, its output to ``<run>/demo.log``."""
+    import torch
+
+    torch.set_num_threads(threads)
+    log = Path(cfg.output_dir) / "demo.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as f:  # the parent draws the progress; two live progress bars on one terminal would garble
+        os.dup2(f.fileno(), 1)
+        os.dup2(f.fileno(), 2)
+        run, results, _ = _train_and_eval(cfg, title, Console(file=f, width=100))
+    return run, results
+
+
+def _steps_logged(run: Path) -> int:
+    """The last training step the run's CSV log holds (written every 100 steps: coarse, but free)."""
+    import csv
+
+    logs = sorted((run / "logs" / "csv").glob("version_*/metrics.csv"))
+    if not logs:
+        return 0
+    try:
+        with logs[-1].open() as f:
+            return max((int(row["step"]) + 1 for row in csv.DictReader(f) if row.get("step")), default=0)
+    except (OSError, ValueError, KeyError):  # being written
+        return 0
+
+
+def _train_and_eval_side_by_side(jobs: list[tuple], console: Console, parallel: bool) -> list[tuple[Path, dict]]:
+    """Train and evaluate independent recipes ``[(cfg, title), …]``: in parallel worker processes that split the
+    cores between them (on 2 cores, two 1-thread runs finish sooner than two 2-thread runs in turn), or in turn."""
+    if not parallel:
+        return [_train_and_eval(cfg, title, console)[:2] for cfg, title in jobs]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    threads = max(1, (os.cpu_count() or 2) // len(jobs))
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[stage]}"), TimeElapsedColumn())
+    with ProcessPoolExecutor(len(jobs), mp_context=multiprocessing.get_context("spawn")) as pool, \
+            Progress(*columns, console=console) as bar:
+        futures = [pool.submit(_child_train_and_eval, cfg, title, threads) for cfg, title in jobs]
+        tasks = [bar.add_task(title, total=cfg.trainer.max_steps, stage="training") for cfg, title in jobs]
+        while not all(f.done() for f in futures):
+            for (cfg, _), task, future in zip(jobs, tasks, futures):
+                steps = _steps_logged(Path(cfg.output_dir))
+                stage = "done" if future.done() else "evaluating" if steps >= cfg.trainer.max_steps else "training"
+                bar.update(task, completed=steps, stage=stage)
+            time.sleep(1)
+        out = [f.result() for f in futures]  # a failed run raises here, with its log in <run>/demo.log
+        for task, (cfg, _) in zip(tasks, jobs):
+            bar.update(task, completed=cfg.trainer.max_steps, stage="done")
+    for (cfg, title), (_, results) in zip(jobs, out):
+        console.print(report_table(results["results"], f"{title} ({cfg.trainer.max_steps} steps)"))
+    return out
+
+
 def run_demo(output_dir: str = "runs/demo", overrides: list[str] | None = None, align: bool = True,
-             align_overrides: list[str] | None = None, hub=None) -> dict:
+             align_overrides: list[str] | None = None, hub=None, parallel: bool | None = None) -> dict:
     """SFT → eval; then (``align``) the control and DPO → eval → push base and DPO to the local hub → `load` → compare.
 
     ``overrides`` go to the SFT run; ``align_overrides`` to the DPO run (default: the data and
-    trainer overrides among ``overrides``). Returns the SFT results (and, aligned, ``["control"]``, ``["aligned"]``).
+    trainer overrides among ``overrides``). ``parallel``: train the control and DPO at once in two worker
+    processes (default: when the machine has 2 or more cores). Returns the SFT results (and, aligned,
+    ``["control"]``, ``["aligned"]``).
     """
     from zoo.build import push_entry
     from zoo.hub import LocalHub
@@ -85,9 +146,11 @@ def run_demo(output_dir: str = "runs/demo", overrides: list[str] | None = None, 
         align_overrides = [o for o in overrides if o.startswith(("data.", "data_root", "trainer.", "seed"))]
     base = ["model=pretrained", f"model.path={run / 'model'}", "overwrite=true", *align_overrides]
     control_cfg = compose_config(["recipe=sft_chosen", f"output_dir={output_dir}-sft-chosen", *base])
-    control_run, control_results, _ = _train_and_eval(control_cfg, "control: SFT on the chosen", console)
     dpo_cfg = compose_config(["recipe=dpo", f"output_dir={output_dir}-dpo", *base])
-    dpo_run, dpo_results, _ = _train_and_eval(dpo_cfg, "shapes-vlm.dpo", console)
+    if parallel is None:
+        parallel = (os.cpu_count() or 1) >= 2
+    (control_run, control_results), (dpo_run, _) = _train_and_eval_side_by_side(
+        [(control_cfg, "control: SFT on the chosen"), (dpo_cfg, "shapes-vlm.dpo")], console, parallel)
     controls = dpo_run / "controls"  # the card of shapes-vlm.dpo shows these beside its own results
     controls.mkdir(exist_ok=True)
     shutil.copy2(control_run / "results.json", controls / "1-sft-chosen.json")

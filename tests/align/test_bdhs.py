@@ -115,6 +115,45 @@ def test_cut_flips_yes_no_half_the_time(monkeypatch, tiny_policy, tokens):
     assert tok.decode(kept).startswith("No")
 
 
+def test_max_keep_bounds_the_cut(tiny_policy, tokens):
+    tok = tiny_policy.tokenizer
+    sentence = ids_of(tok, "The circle is red and at the top left.")  # 9 words
+    for _ in range(50):  # max_keep 0: the model writes every word, the object's name included
+        assert tokens.cut(sentence, np.random.default_rng(_), max_keep=0.0) == ([], False)
+    kept = {len(tok.decode(tokens.cut(sentence, np.random.default_rng(s), max_keep=0.5)[0]).split()) for s in range(300)}
+    assert kept == set(range(5))  # k ≤ ⌊0.5·8⌋, every such cut drawn
+    answer, _ = tokens.cut(ids_of(tok, "Yes, there is a red circle."), np.random.default_rng(0), 0.0, max_keep=0.0)
+    assert tok.decode(answer) == "Yes,"  # a yes/no keeps its answer word whatever max_keep
+    one, two = np.random.default_rng(3), np.random.default_rng(3)  # the default is the paper's (any cut)
+    assert all(tokens.cut(sentence, one) == tokens.cut(sentence, two, max_keep=1.0) for _ in range(100))
+    with pytest.raises(ValueError, match="max_keep"):
+        BDHSConfig(max_keep=1.5)
+
+
+def test_repetition_marks_degenerate_generations():
+    assert bdhs.repeats([5, 7, 7, 7, 7, 2]) and not bdhs.repeats([7, 7, 7, 2, 7, 7, 7])
+    assert not bdhs.repeats([]) and bdhs.repeats([1, 1], run=2)
+
+
+def test_a_degenerate_dataset_is_flagged(monkeypatch, tmp_path, tiny_policy, tiny_world):
+    """Rejected responses that repeat one token (a model that falls apart with its input corrupted) are counted
+    in the pair file's summary, marked per row, and warned about: such pairs contrast gibberish."""
+    import json
+
+    def gibberish(self, items):
+        ids = [9] * 8
+        return [bdhs.BDHSSample(i.index, "top " * 8, ids, 1, 0.0, True, 1.0, "mask", [], bdhs.repeats(ids))
+                for i in items]
+
+    monkeypatch.setattr(bdhs.BDHSSampler, "sample", gibberish)
+    with pytest.warns(UserWarning, match="degenerates"):
+        summary = bdhs.generate_dataset(tiny_policy, tiny_world, tmp_path / "out", limit=4, similarity=never_similar,
+                                        progress=False)
+    assert summary["repetitive_fraction"] == 1.0
+    rows = [json.loads(line) for line in (tmp_path / "out" / "bdhs.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and all(r["bdhs"]["repetitive"] for r in rows)
+
+
 def sentencepiece_style_tokenizer():
     """A tiny Metaspace BPE: single tokens decode without their leading space and merge words with punctuation."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers

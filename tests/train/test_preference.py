@@ -96,8 +96,9 @@ def test_bdhs_recipes_run_end_to_end(tmp_path, capsys):
     rows = [json.loads(line) for line in (out / "bdhs.jsonl").read_text().splitlines()]
     meta = json.loads((out / "bdhs.json").read_text())
     assert len(rows) == meta["pairs"] == 12 and meta["pairs_per_second"] > 0
+    assert meta["repetitive_fraction"] == round(sum(r["bdhs"]["repetitive"] for r in rows) / 12, 3)
     for row in rows:
-        assert {"tries", "similarity", "hidden", "guided", "corruption", "sentences"} <= set(row["bdhs"])
+        assert {"tries", "similarity", "hidden", "guided", "corruption", "sentences", "repetitive"} <= set(row["bdhs"])
         assert "hallucination" not in row  # no annotation is carried over
         assert row["images"][0].startswith("images/pairs/")
     # resumable: a torn last line is dropped and only the missing rows are made again

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -65,6 +66,7 @@ class BDHSConfig:
     similarity_threshold: float = 0.97  # ε_s: a rejected this similar to the chosen is redrawn
     max_tries: int = 5  # N: the last try is an unguided full response, always accepted
     flip_yes_no: float = 0.5  # probability to flip a leading yes/no
+    max_keep: float = 1.0  # a cut keeps at most this fraction of a sentence's words (1: any cut, as in the paper)
     guided: bool = True  # reference-guided sentence completion (False: unguided full responses only)
     corruption: str = "mask"  # "mask" (latent-space token masking) or "noise" (noisy pixels)
     noise_step: int = 500  # noise variant: diffusion step t of 1000
@@ -76,7 +78,7 @@ class BDHSConfig:
     seed: int = 0
 
     def __post_init__(self):
-        for name in ("mask_threshold", "similarity_threshold", "flip_yes_no"):
+        for name in ("mask_threshold", "similarity_threshold", "flip_yes_no", "max_keep"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
                 raise ValueError(f"BDHS config: {name} must be in [0, 1], not {value!r}")
@@ -122,6 +124,7 @@ class BDHSSample:
     hidden: float  # fraction of the prompt's media tokens hidden (mask) or 0 (noise)
     corruption: str
     sentences: list[dict] = field(default_factory=list)  # guided: per sentence, the cut kept and what was written
+    repetitive: bool = False  # one token written REPEAT_RUN times in a row: the corrupted model degenerated
 
     def record(self) -> dict:
         out = asdict(self)
@@ -192,8 +195,9 @@ class TokenText:
         return starts
 
     def cut(self, sentence: Sequence[int], rng: np.random.Generator,
-            flip_yes_no: float = 0.5) -> tuple[list[int], bool]:
-        """The start the model continues: the sentence's first k words, k ~ U{0, …, n-1} (never all of it).
+            flip_yes_no: float = 0.5, max_keep: float = 1.0) -> tuple[list[int], bool]:
+        """The start the model continues: the sentence's first k words, k ~ U{0, …, m} with
+        m = ⌊max_keep·(n-1)⌋ (never all of it; max_keep 1: any cut, 0: the model writes the whole sentence).
 
         A sentence starting with yes/no keeps at least that word, flipped with probability
         ``flip_yes_no``. Returns ``(ids, flipped)``.
@@ -201,13 +205,14 @@ class TokenText:
         sentence = list(sentence)
         starts = self.word_starts(sentence)
         ends = [*starts[1:], len(sentence)]  # ends[j]: where word j ends
+        most = int(max_keep * (len(starts) - 1))  # the most words kept
         core = self.text(sentence[: ends[0]]).strip().strip(",.!?")
         if core.lower() in YES_NO:
-            k = int(rng.integers(1, max(2, len(starts))))
+            k = int(rng.integers(1, max(2, most + 1)))
             if rng.random() < flip_yes_no:
                 return self._flip(sentence[: ends[0]], core) + sentence[ends[0] : ends[k - 1]], True
             return sentence[: ends[k - 1]], False
-        k = int(rng.integers(0, max(1, len(starts))))
+        k = int(rng.integers(0, most + 1))
         return sentence[: starts[k]], False
 
     def _flip(self, word: list[int], core: str) -> list[int]:
@@ -219,6 +224,19 @@ class TokenText:
         swapped = YES_NO[core.lower()]
         swapped = swapped.capitalize() if core[0].isupper() else swapped
         return word[:lead] + self.encode(self.text(word[lead:end]).replace(core, swapped, 1)) + word[end:]
+
+
+REPEAT_RUN = 4  # a token id this many times in a row marks a degenerate generation ("top top top top")
+
+
+def repeats(ids: Sequence[int], run: int = REPEAT_RUN) -> bool:
+    """Whether one token id occurs ``run`` times in a row in ``ids``."""
+    count = 1
+    for a, b in zip(ids, ids[1:]):
+        count = count + 1 if a == b else 1
+        if count >= run:
+            return True
+    return False
 
 
 def without_eos(ids: torch.Tensor | Sequence[int], eos: int) -> list[int]:
@@ -343,7 +361,7 @@ class BDHSSampler:
                 continue
             head: list[int] = []
             for s, sentence in enumerate(self.tokens.sentences(item.chosen)):
-                cut, flipped = self.tokens.cut(sentence, rng, cfg.flip_yes_no)
+                cut, flipped = self.tokens.cut(sentence, rng, cfg.flip_yes_no, cfg.max_keep)
                 rows.append(_Row(n, s, head, cut, flipped))
                 keeps.append(keep)
                 head = head + sentence
@@ -362,7 +380,7 @@ class BDHSSampler:
         texts = decode(rejected, skip_special_tokens=True)
         return [
             BDHSSample(item.index, texts[n].strip(), rejected[n], attempt, float("nan"), guided,
-                       hidden[n] if cfg.corruption == "mask" else 0.0, cfg.corruption, plans[n])
+                       hidden[n] if cfg.corruption == "mask" else 0.0, cfg.corruption, plans[n], repeats(rejected[n]))
             for n, item in enumerate(items)
         ]
 
@@ -411,6 +429,7 @@ class BDHSSampler:
 # ---------------------------------------------------------------- offline datasets
 
 OUTPUT_SPLIT = "bdhs"
+DEGENERATE_WARNING = 0.25  # warn when more of a generated dataset's rejected responses are repetitive
 
 
 def generate_dataset(
@@ -490,7 +509,14 @@ def generate_dataset(
         "pairs_per_second": round(made / seconds, 3) if made and seconds > 0 else None,
         "mean_tries": round(sum(tries) / len(tries), 3) if tries else None,
         "unguided_fraction": round(sum(not r["bdhs"]["guided"] for r in written) / len(written), 3) if written else None,
+        "repetitive_fraction": round(sum(r["bdhs"].get("repetitive", False) for r in written) / len(written), 3)
+        if written else None,
     }
+    if (summary["repetitive_fraction"] or 0) > DEGENERATE_WARNING:
+        warnings.warn(f"{summary['repetitive_fraction']:.0%} of the BDHS rejected responses in {rows_path} repeat one "
+                      f"token {REPEAT_RUN}+ times in a row: the model degenerates with its input corrupted "
+                      f"(corruption={config.corruption}), so the pairs contrast gibberish, not hallucinations. "
+                      "Try corruption=noise or a lower mask_threshold.", stacklevel=2)
     tmp = meta_path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     tmp.replace(meta_path)
@@ -604,7 +630,8 @@ class OnlineBDHSPairs(PairSource):
             extra = [group.rejected] if self.gamma is not None else []
             groups.append(group.with_responses([group.chosen, rejected, *extra]))
         self.metrics = {"bdhs/tries": sum(s.tries for s in samples) / len(samples),
-                        "bdhs/similarity": sum(s.similarity for s in samples) / len(samples)}
+                        "bdhs/similarity": sum(s.similarity for s in samples) / len(samples),
+                        "bdhs/repetitive": sum(s.repetitive for s in samples) / len(samples)}
         pairs, names = ((0, 1, 1.0),), ()
         if self.gamma is not None:
             pairs, names = ((0, 1, 1.0 - self.gamma), (0, 2, self.gamma)), ("external",)
