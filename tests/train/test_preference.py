@@ -152,7 +152,7 @@ def test_lipo_on_vlfeedback_ranked_rows_of_different_sizes(tmp_path):
     cached reference holds every group, and LiPO-λ trains on them through the recipe."""
     from tests.data.test_formats import _completion, _png, _write_jsonl
     from zoo.data.formats import convert
-    from zoo.train.data import SameSizeBatches
+    from zoo.train.data import EpochBatches
 
     records = []
     for i in range(6):
@@ -167,7 +167,7 @@ def test_lipo_on_vlfeedback_ranked_rows_of_different_sizes(tmp_path):
     _write_jsonl(data / "train.jsonl", rows)
     assert sorted(len(r["responses"]) for r in rows) == [2, 2, 2, 3, 3, 3]
 
-    sampler = SameSizeBatches([2, 3, 2, 3, 2, 3], batch_size=2, shuffle=True)
+    sampler = EpochBatches([2, 3, 2, 3, 2, 3], batch_size=2, shuffle=True)
     batches = list(sampler)
     assert len(batches) == len(sampler) == 4 and sorted(i for b in batches for i in b) == list(range(6))
     assert all(len({[2, 3, 2, 3, 2, 3][i] for i in b}) == 1 for b in batches)

@@ -1,4 +1,4 @@
-"""Lightning callbacks: benchmark evaluation during training.
+"""Lightning callbacks: benchmark evaluation during training; the RNG states in checkpoints.
 
 `EvalCallback` runs a benchmark suite on the module's policy every N optimizer steps with the suite
 runner it is given (`benchmarks.suites.run_suite`, built from the config's ``eval.runner``: training
@@ -10,6 +10,10 @@ run's ``metrics.json`` see them), and appends the full results to ``<run>/eval_h
 It only runs on global rank zero (other ranks go on and wait at their next collective), uses the
 policy in eval mode without gradients and restores its train mode, and saves and restores the
 Python/NumPy/torch RNG states around the suite so evaluating does not change the training stream.
+
+`RNGStates` writes those RNG states into every checkpoint and sets them again when a run resumes from
+one (with `zoo.train.data.ResumableLoader`'s position, what makes a resumed run end as the uninterrupted
+one would have).
 """
 
 from __future__ import annotations
@@ -29,25 +33,71 @@ from zoo.results import flatten_metrics, is_number
 log = logging.getLogger(__name__)
 
 
+def rng_states() -> dict[str, Any]:
+    """The Python, NumPy and torch (CPU and every initialised CUDA device) global RNG states, as plain values
+    (lists, numbers, tensors) that a checkpoint holds without pickling NumPy objects."""
+    import numpy as np
+
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    states = {"python": [version, list(internal), gauss],
+              "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
+              "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    """Restore what `rng_states` returned."""
+    import numpy as np
+
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(states["torch"])
+    if states.get("cuda") is not None and torch.cuda.is_available():
+        for device, state in enumerate(states["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(state, device)
+
+
 class _RNGState:
     """Save the Python, NumPy and torch (CPU and CUDA) RNG states; restore them on exit."""
 
     def __enter__(self):
-        import numpy as np
-
-        self.py, self.np, self.cpu = random.getstate(), np.random.get_state(), torch.get_rng_state()
-        self.cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+        self.states = rng_states()
         return self
 
     def __exit__(self, *exc):
-        import numpy as np
-
-        random.setstate(self.py)
-        np.random.set_state(self.np)
-        torch.set_rng_state(self.cpu)
-        if self.cuda is not None:
-            torch.cuda.set_rng_state_all(self.cuda)
+        set_rng_states(self.states)
         return False
+
+
+class RNGStates(L.Callback):
+    """Every global RNG state (Python, NumPy, torch CPU and CUDA) in each checkpoint, restored when training
+    resumes from it, so dropout and anything else drawing from them go on as in the uninterrupted run.
+
+    The states are taken when the checkpoint is written (after the step's optimizer update) and set again
+    at ``on_train_start`` — after everything a resumed run does first (building the model, restoring the
+    checkpoint, the sanity check) and before its first training batch. Nothing between a checkpoint and the
+    next training batch may draw from them: validation runs the policy in eval mode, and the data loaders
+    (`zoo.train.data.ResumableLoader`) and `EvalCallback` leave the global RNGs alone.
+    """
+
+    def __init__(self):
+        self._resume: dict[str, Any] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return rng_states()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._resume = state_dict
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._resume is not None:
+            set_rng_states(self._resume)
+            self._resume = None
 
 
 class EvalCallback(L.Callback):

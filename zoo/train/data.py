@@ -8,6 +8,7 @@ the policy's processor with `attach`.
 from __future__ import annotations
 
 import logging
+import zlib
 from collections import Counter
 from functools import partial
 from pathlib import Path
@@ -46,8 +47,10 @@ class ChatDataModule(L.LightningDataModule):
         num_workers: int = 0,
         media_root: str | None = None,
         max_image_pixels: int | None = MAX_IMAGE_PIXELS,
+        seed: int = 0,
     ):
         super().__init__()
+        self.seed = seed  # the training batches of epoch e are a function of (seed, e): see `ResumableLoader`
         self.path, self.world, self.world_config = Path(path), world, dict(world_config or {})
         self.media_root = Path(media_root) if media_root else self.path  # where relative media paths start
         self.train_split, self.val_split, self.tasks, self.val_limit = train_split, val_split, tasks, val_limit
@@ -107,17 +110,22 @@ class ChatDataModule(L.LightningDataModule):
         if self.val_split:
             self.encode_split(self.val_split, self.val_limit)
 
-    def _loader(self, examples, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            examples,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            collate_fn=Collator(self.processor.tokenizer.pad_token_id),
-            num_workers=self.num_workers,
-        )
+    def _loader(self, examples, shuffle: bool) -> ResumableLoader:
+        sampler = EpochBatches(self.group_sizes(examples), self.batch_size, shuffle, self.seed)
+        return ResumableLoader(examples, sampler, num_workers=self.num_workers, collate_fn=self.collate_fn())
+
+    def group_sizes(self, examples) -> list[int]:
+        """What must be equal within a batch (a group's number of responses K); one example: all alike."""
+        return [1] * len(examples)
+
+    def collate_fn(self):
+        return Collator(self.processor.tokenizer.pad_token_id)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.encoded[self.train_split], shuffle=True)
+        loader = self._loader(self.encoded[self.train_split], shuffle=True)
+        if self.trainer is not None:  # a loader rebuilt mid-run (reload_dataloaders_every_n_epochs) reads its epoch
+            loader.load_state_dict({"epoch": self.trainer.current_epoch, "batch": 0})
+        return loader
 
     def val_dataloader(self) -> DataLoader | list:
         return self._loader(self.encoded[self.val_split], shuffle=False) if self.val_split else []
@@ -126,16 +134,27 @@ class ChatDataModule(L.LightningDataModule):
         return {split: {"skipped": r.total, "reasons": dict(r.skipped)} for split, r in self.skipped.items()}
 
 
-class SameSizeBatches(Sampler[list[int]]):
-    """Batches of groups that share their number of responses K (a group batch needs one K), in shuffled
-    order when asked, like ``DataLoader(shuffle=…)``; the last batch of each K may be short."""
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of one epoch's shuffle: a function of (seed, epoch) alone, never of the global RNG."""
+    return zlib.crc32(f"zoo-batches:{seed}:{epoch}".encode())
 
-    def __init__(self, sizes: list[int], batch_size: int, shuffle: bool):
-        self.sizes, self.batch_size, self.shuffle = list(sizes), batch_size, shuffle
 
-    def __iter__(self):
+class EpochBatches(Sampler[list[int]]):
+    """The batches of an epoch, as index lists: shuffled (when asked) by a generator seeded from (``seed``,
+    epoch) alone, so any epoch can be replayed and entered at any batch. ``sizes`` (a group's number of
+    responses K) keeps one K per batch (a group batch needs one K); the last batch of each K may be short.
+
+    `ResumableLoader` sets ``epoch`` and ``start`` (the first batch to yield) before each pass.
+    """
+
+    def __init__(self, sizes: list[int], batch_size: int, shuffle: bool, seed: int = 0):
+        self.sizes, self.batch_size, self.shuffle, self.seed = list(sizes), batch_size, shuffle, seed
+        self.epoch, self.start = 0, 0
+
+    def batches(self, epoch: int) -> list[list[int]]:
         n = len(self.sizes)
-        order = torch.randperm(n).tolist() if self.shuffle else range(n)
+        generator = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
+        order = torch.randperm(n, generator=generator).tolist() if self.shuffle else range(n)
         open_batches: dict[int, list[int]] = {}
         batches = []
         for i in order:
@@ -144,13 +163,52 @@ class SameSizeBatches(Sampler[list[int]]):
             if len(batch) == self.batch_size:
                 batches.append(open_batches.pop(self.sizes[i]))
         batches += [b for b in open_batches.values() if b]
-        if self.shuffle:
-            batches = [batches[i] for i in torch.randperm(len(batches)).tolist()]
-        return iter(batches)
+        if self.shuffle and len(set(self.sizes)) > 1:  # several K: their batches interleaved, short ones too
+            batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+        return batches
+
+    def __iter__(self):
+        return iter(self.batches(self.epoch)[self.start:])
 
     def __len__(self) -> int:
         counts = Counter(self.sizes)
         return sum(-(-c // self.batch_size) for c in counts.values())
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader over `EpochBatches` whose position — (epoch, batches handed out) — is its state:
+    Lightning saves ``state_dict()`` in every checkpoint and calls ``load_state_dict`` on resume, so a run
+    stopped mid-epoch goes on with the next batch of the same shuffle, not a new one. Each ``iter()``
+    starts the next epoch, except the first after ``load_state_dict``, which continues the saved one.
+    Batches are counted as they are handed out (not as the sampler or the workers read ahead). No pass
+    touches the global RNG: the shuffle and the workers' base seed come from (seed, epoch).
+    """
+
+    def __init__(self, dataset, batch_sampler: EpochBatches, **kwargs):
+        super().__init__(dataset, batch_sampler=batch_sampler, generator=torch.Generator(), **kwargs)
+        self.epoch, self.served = 0, 0  # the pass under way (or to begin) and the batches it handed out
+        self._continue = True  # the next iter() continues (epoch, served) rather than beginning epoch + 1
+
+    def __iter__(self):
+        if not self._continue or self.served >= len(self):
+            self.epoch, self.served = self.epoch + 1, 0
+        self._continue = False
+        self.batch_sampler.epoch, self.batch_sampler.start = self.epoch, self.served
+        self.generator.manual_seed(epoch_seed(self.batch_sampler.seed, self.epoch))
+        return self._serve(super().__iter__())
+
+    def _serve(self, batches):
+        for batch in batches:
+            self.served += 1  # before the yield: a checkpoint taken while this batch trains counts it
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        if self.served >= len(self):  # the epoch was handed out in full: resume at the next one
+            return {"epoch": self.epoch + 1, "batch": 0}
+        return {"epoch": self.epoch, "batch": self.served}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epoch, self.served, self._continue = int(state["epoch"]), int(state["batch"]), True
 
 
 class PairDataModule(ChatDataModule):
@@ -181,14 +239,11 @@ class PairDataModule(ChatDataModule):
     def transfer_batch_to_device(self, batch, device, dataloader_idx):
         return batch.to(device)  # group batches move themselves; unpadded examples stay on the CPU
 
-    def _loader(self, examples, shuffle: bool) -> DataLoader:
-        collate = partial(self.collate, pad_token_id=self.processor.tokenizer.pad_token_id)
-        sizes = [g.k for g in examples]
-        if len(set(sizes)) > 1:  # ranked data with K varying per row (e.g. VLFeedback): one K per batch
-            return DataLoader(examples, batch_sampler=SameSizeBatches(sizes, self.batch_size, shuffle),
-                              num_workers=self.num_workers, collate_fn=collate)
-        return DataLoader(examples, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
-                          collate_fn=collate)
+    def group_sizes(self, examples) -> list[int]:
+        return [g.k for g in examples]  # one K per batch: ranked rows may vary in K (e.g. VLFeedback)
+
+    def collate_fn(self):
+        return partial(self.collate, pad_token_id=self.processor.tokenizer.pad_token_id)
 
     def ordered_loader(self, split: str | None = None) -> DataLoader:
         """Every encoded group of ``split`` (default: train) once, in file order: the reference pass."""

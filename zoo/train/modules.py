@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -15,13 +16,19 @@ from zoo.align.reference import NoReference, Reference
 from zoo.models.policy import Policy
 
 
-def warmup_cosine(warmup_steps: int, total_steps: int, min_ratio: float = 0.1) -> Callable[[int], float]:
-    """Linear warm-up then cosine decay to ``min_ratio`` of the peak learning rate."""
+def warmup_cosine(warmup_steps: int, total_steps: int | Callable[[], int], min_ratio: float = 0.1
+                  ) -> Callable[[int], float]:
+    """Linear warm-up then cosine decay to ``min_ratio`` of the peak learning rate. ``total_steps`` may be a
+    function, asked only once a step past the warm-up needs it."""
 
     def factor(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / max(1, warmup_steps)
-        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        if step == warmup_steps:
+            progress = 0.0  # whatever the total
+        else:
+            total = total_steps() if callable(total_steps) else total_steps
+            progress = min(1.0, (step - warmup_steps) / max(1, total - warmup_steps))
         return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return factor
@@ -41,9 +48,13 @@ class PolicyModule(L.LightningModule):
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(params=[p for p in self.parameters() if p.requires_grad])
-        total = self.trainer.max_steps if self.trainer.max_steps > 0 else self.trainer.estimated_stepping_batches
+        trainer = self.trainer
+        # without max_steps, Lightning's estimate is asked for at the first step, not here: estimating builds the
+        # train loader, and one built before a checkpoint is restored never gets its saved position (Lightning
+        # issue #20550), so a resumed run would start its epoch over
+        total = trainer.max_steps if trainer.max_steps > 0 else functools.cache(lambda: int(trainer.estimated_stepping_batches))
         schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, warmup_cosine(self.warmup_steps, int(total), self.min_lr_ratio)
+            optimizer, warmup_cosine(self.warmup_steps, total, self.min_lr_ratio)
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 

@@ -2,7 +2,9 @@
 
 Run folder: ``model/`` (a loadable model: weights, config, processor), ``recipe.yaml`` (the resolved
 config), ``checkpoints/`` (Lightning; resume with ``ckpt_path=last``), ``logs/`` (CSV and
-TensorBoard) and ``metrics.json``.
+TensorBoard) and ``metrics.json``. A checkpoint holds the data loader's position in its epoch and every
+global RNG state, so a run resumed from one (even one killed mid-epoch) ends with the weights the
+uninterrupted run would have.
 """
 
 from __future__ import annotations
@@ -64,7 +66,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         datamodule.attach(policy.processor, collate=pairs.collate)
     else:
         datamodule.attach(policy.processor)
+    from zoo.train.callbacks import RNGStates
+
     callbacks = [
+        RNGStates(),  # with the data loader's position (zoo.train.data.ResumableLoader): exact resume
         ModelCheckpoint(dirpath=checkpoints, filename="step-{step}", save_last=True,
                         every_n_train_steps=cfg.checkpoint_every, save_top_k=-1),
         LearningRateMonitor(logging_interval="step"),

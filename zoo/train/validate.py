@@ -65,7 +65,7 @@ def check_fields(section: str, values: DictConfig | dict, target: Any) -> None:
                 hints.setdefault(key, hint)
         except Exception:  # unresolvable annotations (forward references of optional packages): skip that class
             continue
-    for key, value in (values.items() if isinstance(values, dict) else OmegaConf.to_container(values).items()):
+    for key, value in (values.items() if isinstance(values, dict) else OmegaConf.to_container(values, resolve=True).items()):
         if key.startswith("_") or key not in hints:
             continue
         allowed = _allowed(hints[key])
