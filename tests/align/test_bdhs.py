@@ -294,8 +294,11 @@ def test_online_source_trains_on_the_ids_it_wrote(monkeypatch, tiny_policy, tiny
         assert ids[b + i][mask[b + i]].tolist() == s.rejected_ids + [eos]  # slot 1: what the policy wrote
 
 
-def test_deterministic_and_independent_of_batching(tiny_policy, items):
-    config = BDHSConfig(max_tries=2, seed=3)
+@pytest.mark.parametrize("corruption", ["mask", "noise"])
+def test_deterministic_and_independent_of_batching(tiny_policy, items, corruption):
+    """Samples depend on (seed, example, try) only: not on the batch an example lands in, its order, or a
+    resumed run that generates only the missing examples."""
+    config = BDHSConfig(max_tries=2, seed=3, corruption=corruption, noise_step=300)
     a = BDHSSampler(tiny_policy, config, similarity=never_similar).sample(items)
     b = BDHSSampler(tiny_policy, dataclasses.replace(config, batch_size=2), similarity=never_similar).sample(items[::-1])
     assert [s.record() for s in a] == [s.record() for s in b[::-1]]

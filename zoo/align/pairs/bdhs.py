@@ -38,6 +38,7 @@ masked, ``guided``, ``corruption``) so a generated dataset can be audited.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import warnings
@@ -350,6 +351,7 @@ class BDHSSampler:
     def _attempt(self, items: Sequence[BDHSItem], attempt: int, guided: bool) -> list[BDHSSample]:
         cfg = self.config
         rows, keeps, hidden = [], [], []
+        prompts = [self._corrupted(item, attempt) for item in items]
         for n, item in enumerate(items):
             rng = example_rng(cfg.seed, item.index, attempt)
             is_media = self._media_mask(item.prompt)
@@ -366,7 +368,7 @@ class BDHSSampler:
                 keeps.append(keep)
                 head = head + sentence
         # each sentence is its cut + what the model wrote up to its sentence end
-        written = [row.cut + ids for row, ids in zip(rows, self._generate(items, rows, keeps, attempt))]
+        written = [row.cut + ids for row, ids in zip(rows, self._generate(prompts, rows, keeps, attempt))]
         rejected: list[list[int]] = [[] for _ in items]
         for row, ids in zip(rows, written):
             rejected[row.item] += ids
@@ -395,15 +397,25 @@ class BDHSSampler:
         rho = torch.from_numpy(rng.random(len(is_media)))
         return ~is_media | (rho >= self.config.mask_threshold)
 
-    def _generate(self, items, rows: list[_Row], keeps: list[torch.Tensor], attempt: int) -> list[list[int]]:
-        """The ids each row's model writes after its prompt + head + cut, EOS excluded."""
+    def _corrupted(self, item: BDHSItem, attempt: int) -> Encoded:
+        """The item's prompt as the model sees it this try: with ``corruption="noise"``, noisy pixels drawn from
+        (seed, example, try) alone — the same for all its sentence rows, whatever the batch or a resume."""
+        media = item.prompt.media_inputs
+        if self.config.corruption != "noise" or "pixel_values" not in media:
+            return item.prompt
+        seed = int(example_rng(self.config.seed, ["noise", item.index], attempt).integers(2**62))
+        noisy = noisy_pixels(media["pixel_values"], self.config.noise_step, torch.Generator().manual_seed(seed))
+        return dataclasses.replace(item.prompt, media_inputs={**media, "pixel_values": noisy})
+
+    def _generate(self, prompts: list[Encoded], rows: list[_Row], keeps: list[torch.Tensor],
+                  attempt: int) -> list[list[int]]:
+        """The ids each row's model writes after its (corrupted) prompt + head + cut, EOS excluded."""
         cfg, eos = self.config, self.tokenizer.eos_token_id
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos
         out: list[list[int]] = []
         for start in range(0, len(rows), cfg.batch_size):
             chunk = rows[start : start + cfg.batch_size]
-            examples = [items[row.item].prompt.extend(torch.tensor(row.head + row.cut, dtype=torch.long))
-                        for row in chunk]
+            examples = [prompts[row.item].extend(torch.tensor(row.head + row.cut, dtype=torch.long)) for row in chunk]
             batch = pad_batch(examples, pad, padding_side="left")
             keep = torch.ones_like(batch["input_ids"], dtype=torch.bool)
             for r, (row, example) in enumerate(zip(chunk, examples)):
@@ -411,9 +423,7 @@ class BDHSSampler:
                 keep[r, keep.shape[1] - len(example.input_ids) : keep.shape[1] - len(example.input_ids) + p] = keeps[start + r]
             device = next(self.policy.parameters()).device
             batch = to_device(batch, device)
-            generator = torch.Generator().manual_seed(cfg.seed * 1000 + attempt * 7919 + start)
-            if cfg.corruption == "noise" and "pixel_values" in batch:
-                batch["pixel_values"] = noisy_pixels(batch["pixel_values"], cfg.noise_step, generator)
+            generator = torch.Generator().manual_seed(cfg.seed * 1000 + attempt * 7919 + start)  # do_sample only
             guided = chunk[0].sentence >= 0
             gen = self.policy.generate(
                 batch, media_keep=keep.to(device) if cfg.corruption == "mask" else None,
