@@ -54,11 +54,15 @@ def _train_and_eval(cfg, title: str, console: Console) -> tuple[Path, dict, dict
     results, samples = run_suite(policy, "demo", model_name=title, source={"world": str(cfg.data.path)},
                                  config={"train": train_info}, return_samples=True)
     write_results(results, samples, run / "results.json")
-    console.print(report_table(results["results"], f"{title} ({metrics['global_step']} steps)"))
+    _print_report(console, title, results, metrics)
     return run, results, metrics
 
 
-def _child_train_and_eval(cfg, title: str, threads: int) -> tuple[Path, dict]:
+def _print_report(console: Console, title: str, results: dict, metrics: dict) -> None:
+    console.print(report_table(results["results"], f"{title} ({metrics['global_step']} steps)"))
+
+
+def _child_train_and_eval(cfg, title: str, threads: int) -> tuple[Path, dict, dict]:
     """`_train_and_eval` in a worker process: its own share of the cores, its output to ``<run>/demo.log``."""
     import torch
 
@@ -68,8 +72,7 @@ def _child_train_and_eval(cfg, title: str, threads: int) -> tuple[Path, dict]:
     with log.open("w") as f:  # the parent draws the progress; two live progress bars on one terminal would garble
         os.dup2(f.fileno(), 1)
         os.dup2(f.fileno(), 2)
-        run, results, _ = _train_and_eval(cfg, title, Console(file=f, width=100))
-    return run, results
+        return _train_and_eval(cfg, title, Console(file=f, width=100))
 
 
 def _steps_logged(run: Path) -> int:
@@ -86,11 +89,11 @@ def _steps_logged(run: Path) -> int:
         return 0
 
 
-def _train_and_eval_side_by_side(jobs: list[tuple], console: Console, parallel: bool) -> list[tuple[Path, dict]]:
+def _train_and_eval_side_by_side(jobs: list[tuple], console: Console, parallel: bool) -> list[tuple[Path, dict, dict]]:
     """Train and evaluate independent recipes ``[(cfg, title), …]``: in parallel worker processes that split the
     cores between them (on 2 cores, two 1-thread runs finish sooner than two 2-thread runs in turn), or in turn."""
     if not parallel:
-        return [_train_and_eval(cfg, title, console)[:2] for cfg, title in jobs]
+        return [_train_and_eval(cfg, title, console) for cfg, title in jobs]
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -111,8 +114,8 @@ def _train_and_eval_side_by_side(jobs: list[tuple], console: Console, parallel: 
         out = [f.result() for f in futures]  # a failed run raises here, with its log in <run>/demo.log
         for task, (cfg, _) in zip(tasks, jobs):
             bar.update(task, completed=cfg.trainer.max_steps, stage="done")
-    for (cfg, title), (_, results) in zip(jobs, out):
-        console.print(report_table(results["results"], f"{title} ({cfg.trainer.max_steps} steps)"))
+    for (_, title), (_, results, metrics) in zip(jobs, out):
+        _print_report(console, title, results, metrics)
     return out
 
 
@@ -149,7 +152,7 @@ def run_demo(output_dir: str = "runs/demo", overrides: list[str] | None = None, 
     dpo_cfg = compose_config(["recipe=dpo", f"output_dir={output_dir}-dpo", *base])
     if parallel is None:
         parallel = (os.cpu_count() or 1) >= 2
-    (control_run, control_results), (dpo_run, _) = _train_and_eval_side_by_side(
+    (control_run, control_results, _), (dpo_run, _, _) = _train_and_eval_side_by_side(
         [(control_cfg, "control: SFT on the chosen"), (dpo_cfg, "shapes-vlm.dpo")], console, parallel)
     controls = dpo_run / "controls"  # the card of shapes-vlm.dpo shows these beside its own results
     controls.mkdir(exist_ok=True)

@@ -313,11 +313,7 @@ class BDHSSampler:
     def __init__(self, policy: Policy, config: BDHSConfig | None = None, similarity: Similarity | None = None,
                  tokens: TokenText | None = None):
         self.policy = policy
-        self.config = config or BDHSConfig()
-        if self.config.corruption not in ("mask", "noise"):
-            raise ValueError(f"unknown corruption {self.config.corruption!r}: choose 'mask' or 'noise'")
-        if not 1 <= self.config.max_tries:
-            raise ValueError("max_tries must be >= 1")
+        self.config = config or BDHSConfig()  # BDHSConfig checks its own values
         self.similarity = similarity if similarity is not None else SentenceSimilarity()
         self.tokenizer = policy.tokenizer
         if tokens is not None and tokens.tokenizer is not self.tokenizer:
