@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import warnings
 
+import torch
 from torch import nn
 
 from zoo.models.policy import Policy
@@ -68,3 +69,36 @@ def find_peft_model(model: nn.Module):
         if isinstance(module, PeftModel):
             return module
     raise ValueError("the policy has no LoRA adapters (wrap it with apply_lora first)")
+
+
+def peft_prefix(model: nn.Module) -> str | None:
+    """The module name of the policy's PeftModel (its wrapped language model), or None without LoRA."""
+    from peft import PeftModel
+
+    return next((name for name, m in model.named_modules() if isinstance(m, PeftModel)), None)
+
+
+def merged_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict ``model`` would have without its LoRA wrapping, each adapter's update folded into its
+    base weight (W + B·A·α/r): what a plain model of the same architecture loads. Computed aside, so the
+    model itself keeps training with its adapters unmerged."""
+    from peft.tuners.lora import LoraLayer
+
+    prefix = peft_prefix(model)
+    if prefix is None:
+        return model.state_dict()
+    wrapper = f"{prefix}.base_model.model."  # PeftModel → LoraModel → the original module
+    deltas = {}
+    for name, module in model.named_modules():
+        if isinstance(module, LoraLayer) and not module.merged:
+            for adapter in module.active_adapters:
+                delta = module.get_delta_weight(adapter).detach()
+                key = f"{name}.base_layer.weight"
+                deltas[key] = deltas[key] + delta if key in deltas else delta
+    clean = {}
+    for key, tensor in model.state_dict().items():
+        if ".lora_" in key:  # lora_A / lora_B / lora_embedding_*: folded into the base weights below
+            continue
+        value = tensor + deltas[key].to(tensor.dtype) if key in deltas else tensor
+        clean[key.replace(wrapper, f"{prefix}.").replace(".base_layer.", ".")] = value
+    return clean

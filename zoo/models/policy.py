@@ -19,6 +19,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -97,13 +98,33 @@ class Backbone(ABC):
         """
 
     def save_pretrained(self, path) -> None:
-        """Write a loadable model folder: weights, config, processor and tokenizer files."""
-        self.model.save_pretrained(path)
+        """Write a loadable model folder: weights, config, processor and tokenizer files.
+
+        A model with LoRA adapters is written merged (each update folded into its base weight: a plain folder
+        that `zoo.load` and ``from_pretrained`` read as it is), with the adapter alone in ``adapter/`` (PEFT's
+        format, for ``PeftModel.from_pretrained`` on the base language model).
+        """
+        import sys
+
+        lora = "peft" in sys.modules and _has_lora(self.model)  # no peft imported: no adapters to look for
+        if lora:
+            from zoo.models.adapters import find_peft_model, merged_state_dict
+
+            self.model.save_pretrained(path, state_dict=merged_state_dict(self.model))
+            find_peft_model(self.model).save_pretrained(Path(path) / "adapter")
+        else:
+            self.model.save_pretrained(path)
         self.processor.save_pretrained(path)
 
     def next_position_ids(self, position_ids: torch.Tensor, n: int = 1) -> torch.Tensor:
         """Positions of the next ``n`` text tokens after the last one (works for [B,T] and [R,B,T] ids)."""
         return position_ids[..., -1:] + torch.arange(1, n + 1, device=position_ids.device)
+
+
+def _has_lora(model: nn.Module) -> bool:
+    from zoo.models.adapters import peft_prefix
+
+    return peft_prefix(model) is not None
 
 
 @contextmanager
