@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from benchmarks.task import TASKS, Task
-from zoo.results import new_results
+if TYPE_CHECKING:  # the tasks import torch: the CLI's help reads SUITES without it
+    from benchmarks.task import Task
 
 SUITES: dict[str, list[tuple[str, dict[str, Any]]]] = {
     # Every hallucination task of benchmarks/hallucination.py, e.g. build_suite("hallucination", world=PATH).
@@ -29,13 +29,30 @@ SUITES: dict[str, list[tuple[str, dict[str, Any]]]] = {
 }
 
 
+def task_names() -> list[str]:
+    """Every registered benchmark task (what ``zoo eval --tasks`` takes)."""
+    import benchmarks.hallucination  # noqa: F401  (registers the tasks)
+    from benchmarks.task import TASKS
+
+    return TASKS.names()
+
+
 def build_suite(name: str, **source: Any) -> list[Task]:
     """Instantiate the tasks of suite ``name``; ``source`` (e.g. ``world=PATH``) goes to every task."""
-    import benchmarks.hallucination  # noqa: F401  (registers the tasks)
-
     if name not in SUITES:
         raise KeyError(f"unknown suite '{name}'; known: {', '.join(sorted(SUITES)) or 'none'}")
-    return [TASKS.get(task)(**{**kwargs, **source}) for task, kwargs in SUITES[name]]
+    return build_tasks([task for task, _ in SUITES[name]], [kwargs for _, kwargs in SUITES[name]], **source)
+
+
+def build_tasks(names: list[str], kwargs: list[dict[str, Any]] | None = None, **source: Any) -> list[Task]:
+    """Instantiate the tasks ``names`` (lmms-eval style task selection); an unknown name lists the known ones."""
+    from benchmarks.task import TASKS
+
+    known = task_names()
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise KeyError(f"unknown task(s) {', '.join(map(repr, unknown))}; tasks: {', '.join(known)}")
+    return [TASKS.get(name)(**{**(kw or {}), **source}) for name, kw in zip(names, kwargs or [{}] * len(names))]
 
 
 def _seed(seed: int) -> None:
@@ -60,8 +77,10 @@ def run_suite(
     progress: bool = True,
     return_samples: bool = False,
     n_boot: int = 1000,
+    tasks: list[str] | None = None,
 ):
-    """Run every task of ``suite`` on ``model``; the results dict (and, if asked, the samples by task).
+    """Run every task of ``suite`` (or the tasks named in ``tasks``, recorded as suite ``tasks:a,b``) on
+    ``model``; the results dict (and, if asked, the samples by task).
 
     torch/random/numpy are seeded with ``seed`` before each task, so a task's metrics do not depend
     on the tasks before it and two runs on the same model give identical ``results``. Every rate and
@@ -70,12 +89,18 @@ def run_suite(
     """
     import torch
 
+    from zoo.results import new_results
+
     source = dict(source or {})
-    tasks = build_suite(suite, **source)
+    if tasks:
+        suite = "tasks:" + ",".join(tasks)
+        to_run = build_tasks(list(tasks), **source)
+    else:
+        to_run = build_suite(suite, **source)
     metrics: dict[str, Any] = {}
     intervals: dict[str, Any] = {}
     samples: dict[str, list[dict[str, Any]]] = {}
-    for task in tasks:
+    for task in to_run:
         if task.name in metrics:
             raise ValueError(f"suite '{suite}' holds task '{task.name}' twice; give the entries distinct names")
         _seed(seed)

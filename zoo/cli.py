@@ -12,36 +12,92 @@ from pathlib import Path
 def _config_error(e: Exception) -> str:
     """The one line of a configuration error (Hydra wraps a constructor's error in its own)."""
     cause = e.__cause__ if e.__cause__ is not None else e
-    return str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+    text = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+    return _hydra_hint(text)
+
+
+def _hydra_hint(text: str) -> str:
+    """Hydra's message, with what to do: the options of an unknown group choice, the + of a new key."""
+    import re
+
+    missing = re.search(r"Could not find '([\w/]+)/([\w.-]+)'", text)
+    if missing:
+        from zoo.train.config import config_groups
+
+        group, option = missing.groups()
+        options = config_groups().get(group)
+        if options is not None:
+            return f"unknown {group} {option!r}; {group} options: {', '.join(options)} (zoo train --help lists every group)"
+    key = re.search(r"Key '([^']+)' is not in struct", text)
+    if key:
+        return (f"unknown key {key.group(1)!r}: see `zoo train --help` and `zoo train --cfg job` for the keys; "
+                f"add a new one with +KEY=VALUE")
+    return text
+
+
+TRAIN_USAGE = """usage: zoo train [GROUP=OPTION | KEY=VALUE ...] [--config FILE] [--cfg job] [--resolve] [--debug]
+
+Train a recipe: the config is composed by Hydra from recipes/ (train.yaml and one option per group),
+then --config FILE's overrides, then the command line's (they win).
+
+options:
+  -h, --help     this help: the config groups, their options and the keys
+  --config FILE  a YAML file of overrides (a command line written as YAML, or a run's recipe.yaml):
+                   recipe: dpo
+                   model: pretrained
+                   model.path: runs/sft/model
+                   trainer: {max_steps: 300}
+  --cfg job      print the composed config and exit (--resolve: with interpolations resolved)
+  --debug        the full traceback of an error (or ZOO_DEBUG=1)
+
+examples:
+  zoo train recipe=sft output_dir=runs/sft trainer.max_steps=300
+  zoo train recipe=dpo model=pretrained model.path=runs/sft/model output_dir=runs/dpo
+  zoo train data.path=data/small          # a world made by `zoo world shapes data/small --set n_train=200`
+"""
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from hydra.errors import HydraException
+    from omegaconf import OmegaConf
 
-    from zoo.train.run import compose_config, train
+    from zoo.train.config import compose_config, describe_config
     from zoo.train.validate import ConfigError
 
+    if args.help:
+        print(TRAIN_USAGE + "\n" + describe_config())
+        return 0
     try:
-        cfg = compose_config(args.overrides)
+        cfg = compose_config(args.overrides, config_file=args.config)
+        if args.cfg:
+            print(OmegaConf.to_yaml(cfg, resolve=args.resolve), end="")
+            return 0
+        from zoo.train.run import train  # Lightning: only when there is a run to make
+
         metrics = train(cfg)
     except (ConfigError, HydraException) as e:  # a wrong override or value: say which, no traceback
+        if _debug(args):
+            raise
         print(f"zoo train: {_config_error(e)}", file=sys.stderr)
         return 2
     print(f"model written to {cfg.output_dir}/model · steps {metrics['global_step']} · {metrics['train_seconds']} s")
     return 0
 
 
-def cmd_world(args: argparse.Namespace) -> int:
-    from modalities.synthetic import ensure_world, get_world
+# Errors of the user's input met after start-up (DataError, MediaError, WorldMismatch and ConfigError are
+# ValueErrors; a run folder that exists): one line, the traceback behind --debug.
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError)
 
-    config = dict(kv.split("=", 1) for kv in args.set)
-    config = {k: (float(v) if "." in v else int(v)) for k, v in config.items()}
-    try:
-        get_world(args.world)
-    except KeyError as e:  # an unknown world: the message lists the known ones
-        print(f"zoo world: {e.args[0]}", file=sys.stderr)
+
+def cmd_world(args: argparse.Namespace) -> int:
+    from modalities.synthetic import ensure_world, parse_world_settings
+
+    try:  # an unknown world lists the known ones; a setting is read as its field's type
+        config = parse_world_settings(args.world, args.set)
+        path = ensure_world(args.world, args.out, config, overwrite=args.force)
+    except (KeyError, ValueError) as e:  # WorldMismatch: the folder holds another world, and what differs
+        print(f"zoo world: {e.args[0] if e.args else e}", file=sys.stderr)
         return 2
-    path = ensure_world(args.world, args.out, config)
     print(f"{args.world} world in {path}")
     return 0
 
@@ -56,7 +112,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_bdhs(args: argparse.Namespace) -> int:
     from hydra.utils import instantiate
 
-    from zoo.train.run import compose_config
+    from zoo.train.config import compose_config
 
     cfg = compose_config(["recipe=bdhs", *args.overrides])
     source = instantiate(cfg.module.pairs)  # the offline BDHS pair source of the recipe
@@ -190,14 +246,31 @@ def default_world() -> Path:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from benchmarks.suites import SUITES, run_suite
+    from benchmarks.suites import SUITES, run_suite, task_names
+
+    if args.list:
+        for name, entries in SUITES.items():
+            print(f"suite {name}: {', '.join(task for task, _ in entries)}")
+        print(f"tasks (--tasks a,b): {', '.join(task_names())}")
+        return 0
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
+    if (args.suite is None) == (tasks is None):
+        print("zoo eval: give --suite NAME or --tasks a,b (zoo eval --list shows both)", file=sys.stderr)
+        return 2
+    if args.suite is not None and args.suite not in SUITES:  # before loading a model for nothing
+        print(f"zoo eval: unknown suite {args.suite!r}; suites: {', '.join(sorted(SUITES))}", file=sys.stderr)
+        return 2
+    unknown = [t for t in tasks or [] if t not in task_names()]
+    if unknown:
+        print(f"zoo eval: unknown task(s) {', '.join(unknown)}; tasks: {', '.join(task_names())}", file=sys.stderr)
+        return 2
+    if args.model is None:
+        print("zoo eval: which model? zoo eval MODEL --suite NAME (a run's model folder, a zoo name or a hub repo)",
+              file=sys.stderr)
+        return 2
     from zoo.hub import HubError, folder_id
     from zoo.results import compare_table, write_results
     from zoo.zoo_model import load
-
-    if args.suite not in SUITES:  # before loading a model for nothing
-        print(f"zoo eval: unknown suite {args.suite!r}; suites: {', '.join(sorted(SUITES))}", file=sys.stderr)
-        return 2
     try:  # a local folder, a zoo name or a hub repo, resolved as `zoo.load` does
         model = load(args.model, revision=args.revision)
     except (HubError, OSError, ValueError) as e:
@@ -217,7 +290,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         policy = policy.to(args.device)
     results, samples = run_suite(
         policy, args.suite, model_name=args.name or str(args.model), revision=revision, limit=args.limit,
-        seed=args.seed, source={"world": str(world)}, batch_size=args.batch_size, return_samples=True,
+        seed=args.seed, source={"world": str(world)}, batch_size=args.batch_size, return_samples=True, tasks=tasks,
     )
     path = write_results(results, samples, args.output)
     from rich.console import Console
@@ -257,11 +330,22 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="zoo", description="Align multimodal models with preferences.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    from benchmarks.suites import SUITES  # a dict: no torch import
 
-    p = sub.add_parser("train", help="train a recipe: zoo train recipe=sft output_dir=DIR [Hydra overrides]")
-    p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. trainer.max_steps=300 model=shapes-vlm")
+    parser = argparse.ArgumentParser(prog="zoo", description="Align multimodal models with preferences.",
+                                     epilog="`zoo COMMAND --help` explains each command; start with `zoo demo`.")
+    parser.add_argument("--version", action="version", version=f"zoo {_version()}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error (or ZOO_DEBUG=1)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a recipe: zoo train recipe=sft output_dir=DIR [Hydra overrides]",
+                       add_help=False, usage=TRAIN_USAGE.split("\n")[0][len("usage: "):])
+    p.add_argument("-h", "--help", action="store_true")
+    p.add_argument("--config", default=None)
+    p.add_argument("--cfg", choices=["job"], default=None)
+    p.add_argument("--resolve", action="store_true")
+    p.add_argument("--debug", action="store_true", dest="train_debug")
+    p.add_argument("overrides", nargs="*")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("bdhs", help="write an offline BDHS pair dataset: zoo bdhs generate model=… [overrides]")
@@ -274,9 +358,9 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("build", help="train an embedded zoo entry (and its base) and push it to the local hub")
-    p.add_argument("name")
+    p.add_argument("name", help="a zoo entry (zoo list), e.g. shapes-vlm.dpo")
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides for its recipe")
-    p.add_argument("--runs-root", default="runs")
+    p.add_argument("--runs-root", default="runs", help="where the runs are written (default runs/)")
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("push", help="push a run folder to a hub: zoo push RUN_DIR --repo ORG/NAME")
@@ -293,12 +377,13 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_hub)
 
     p = sub.add_parser("submit", help="submit a model's results to the leaderboard: zoo submit NAME_OR_REPO")
-    p.add_argument("model")
-    p.add_argument("--revision", default=None)
-    p.add_argument("--repo", default="zoo/leaderboard", help="the leaderboard dataset repo")
-    p.add_argument("--hub", default="local", choices=["local", "hf"])
-    p.add_argument("--precision", default="float32")
-    p.add_argument("--weight-type", default="Original")
+    p.add_argument("model", help="a zoo name (zoo list) or a hub repo ORG/NAME whose card holds results")
+    p.add_argument("--revision", default=None, help="the model revision to submit (default: main, resolved to its id)")
+    p.add_argument("--repo", default="zoo/leaderboard", help="the leaderboard dataset repo (default zoo/leaderboard)")
+    p.add_argument("--hub", default="local", choices=["local", "hf"], help="where the model and leaderboard live")
+    p.add_argument("--precision", default="float32", help="recorded with the submission (float32, bfloat16, …)")
+    p.add_argument("--weight-type", default="Original", help="recorded with the submission: Original, Delta "
+                   "(weights relative to a base) or Adapter")
     p.set_defaults(func=cmd_submit)
 
     p = sub.add_parser("leaderboard", help="render the leaderboard: zoo leaderboard --html out.html")
@@ -307,26 +392,35 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hub", default="local", choices=["local", "hf"])
     p.set_defaults(func=cmd_leaderboard)
 
-    p = sub.add_parser("world", help="generate a synthetic world: zoo world shapes DIR [--set n_train=100]")
+    p = sub.add_parser("world", help="generate a synthetic world: zoo world shapes DIR [--set n_train=100]",
+                       description="Write a synthetic world into a folder (its world.json records the settings; "
+                       "`zoo train data.path=DIR` and `zoo eval --world DIR` read them from there).")
     p.add_argument("world", help="a registered synthetic world (modalities.synthetic.WORLDS), e.g. shapes")
-    p.add_argument("out")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="world config field")
+    p.add_argument("out", help="the world folder (the recipes read $ZOO_DATA/shapes-<seed>, default data/shapes-0)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a world setting (repeatable), e.g. --set n_train=200 --set caption_order=position")
+    p.add_argument("--force", action="store_true",
+                   help="replace a world already in the folder (default: keep it; other settings are an error)")
     p.set_defaults(func=cmd_world)
 
     p = sub.add_parser("demo", help="the embedded default end to end: world → SFT → evaluation")
-    p.add_argument("--output-dir", default="runs/demo")
+    p.add_argument("--output-dir", default="runs/demo", help="the SFT run's folder; the control and DPO runs go "
+                   "beside it (default runs/demo)")
     p.add_argument("--sequential", action="store_true",
                    help="train the control and DPO one after the other (default: at once, each on half the cores)")
     p.add_argument("overrides", nargs="*", help="Hydra overrides for the training run")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("eval", help="run a benchmark suite: zoo eval MODEL_DIR --suite NAME --output results.json")
-    p.add_argument("model", help="a local model folder (e.g. runs/sft/model), a zoo name or a hub repo")
-    p.add_argument("--suite", required=True, help="a suite name in benchmarks.suites.SUITES")
-    p.add_argument("--limit", type=int, default=None, help="at most N items per task")
+    p.add_argument("model", nargs="?", help="a local model folder (e.g. runs/sft/model), a zoo name or a hub repo")
+    p.add_argument("--suite", default=None, help=f"a suite: {', '.join(SUITES)} (zoo eval --list shows their tasks)")
+    p.add_argument("--tasks", default=None, help="instead of a suite, these tasks (comma-separated, lmms-eval "
+                   "style), e.g. --tasks pope_random,chair_trigger")
+    p.add_argument("--list", action="store_true", help="list the suites and the tasks, then exit")
+    p.add_argument("--limit", type=int, default=None, help="at most N items per task (the results say it: partial)")
     p.add_argument("--world", default=None, help="shapes world folder (default $ZOO_DATA/shapes-0 or data/shapes-0)")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seeds sampling and item order (default 0)")
     p.add_argument("--name", default=None, help="model name recorded in the results (default: the MODEL argument)")
     p.add_argument("--revision", default=None, help="the hub revision to evaluate (an id or a prefix; default "
                    "main); the resolved id is recorded in the results")
@@ -345,8 +439,32 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_plot)
 
     args = parser.parse_args(argv)
+    if args.command is None:  # bare `zoo`: what it can do, not an error
+        parser.print_help()
+        return 0
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return args.func(args)
+    try:
+        return args.func(args)
+    except USER_ERRORS as e:  # bad input or config met after start-up: one line; the traceback behind --debug
+        if _debug(args):
+            raise
+        message = str(e.args[0]) if len(e.args) == 1 else str(e)
+        print(f"zoo {args.command}: {message}\n(the full traceback: zoo --debug {args.command} …, or ZOO_DEBUG=1)",
+              file=sys.stderr)
+        return 2
+
+
+def _debug(args: argparse.Namespace) -> bool:
+    return bool(args.debug or getattr(args, "train_debug", False) or os.environ.get("ZOO_DEBUG", "") not in ("", "0"))
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("zoo")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
 
 
 if __name__ == "__main__":

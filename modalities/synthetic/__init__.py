@@ -26,7 +26,16 @@ from modalities.synthetic.shapes import (
     render,
     sample_scene,
 )
-from modalities.synthetic.worlds import WORLDS, World, ensure_world, get_world
+from modalities.synthetic.worlds import (
+    WORLDS,
+    World,
+    WorldMismatch,
+    ensure_world,
+    get_world,
+    parse_world_settings,
+    resolve_world_config,
+    world_record,
+)
 
 __all__ = [
     "BIAS_PAIRS",
@@ -42,6 +51,7 @@ __all__ = [
     "ShapesConfig",
     "WORLDS",
     "World",
+    "WorldMismatch",
     "caption",
     "corpus",
     "ensure_world",
@@ -51,6 +61,9 @@ __all__ = [
     "load_world",
     "mentioned_shapes",
     "parse_yes_no",
+    "parse_world_settings",
     "render",
+    "resolve_world_config",
     "sample_scene",
+    "world_record",
 ]

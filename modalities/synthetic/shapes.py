@@ -700,4 +700,4 @@ def load_world(path: str | Path):
     return DatasetDict(splits)
 
 
-WORLDS.register("shapes", World(ShapesConfig, generate_world))
+WORLDS.register("shapes", World(ShapesConfig, generate_world, version=VERSION))

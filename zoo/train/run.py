@@ -17,19 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
-from zoo.train.validate import validate_config
+from zoo.train.config import compose_config  # noqa: F401  (the entry point's composer, re-exported)
+from zoo.train.validate import ConfigError, validate_config
 
 log = logging.getLogger(__name__)
-
-
-def compose_config(overrides: list[str] | tuple[str, ...] = (), config_name: str = "train") -> DictConfig:
-    """The resolved-on-access config for ``overrides`` (Hydra syntax: ``group=option``, ``a.b=value``)."""
-    with initialize_config_module(config_module="recipes", version_base=None):
-        return compose(config_name=config_name, overrides=list(overrides))
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -38,12 +32,32 @@ def _atomic_write(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
+def pin_world(cfg: DictConfig) -> None:
+    """Fill ``data.world_config`` with every setting of the run's world folder, so ``recipe.yaml`` records the
+    world the run read: the folder's ``world.json`` when it exists (a setting asked for that differs from it is
+    an error, never a regeneration), else the world's defaults with the settings asked for."""
+    from modalities.synthetic import resolve_world_config
+
+    data = cfg.get("data")
+    if data is None or not data.get("world"):
+        return
+    folder = data.get("media_root") or data.path  # BDHS reads its prompts from the world as its media root
+    try:
+        full = resolve_world_config(data.world, folder, OmegaConf.to_container(data.world_config, resolve=True)
+                                    if data.get("world_config") is not None else None)
+    except (ValueError, KeyError) as e:
+        raise ConfigError(str(e.args[0] if e.args else e)) from None
+    with open_dict(cfg):
+        cfg.data.world_config = full
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit the configured recipe; returns the metrics also written to ``metrics.json``."""
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
     validate_config(cfg)  # one clear line for a field that cannot be right, before anything is built
+    pin_world(cfg)
     out = Path(cfg.output_dir)
     checkpoints = out / "checkpoints"
     if cfg.ckpt_path is None and checkpoints.exists() and any(checkpoints.iterdir()):

@@ -9,6 +9,7 @@ out of range. Each problem is one `ConfigError` line naming the field.
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import types
 import typing
@@ -73,6 +74,20 @@ def check_fields(section: str, values: DictConfig | dict, target: Any) -> None:
             raise ConfigError(f"{section}.{key} must be {_type_name(allowed)}, not {value!r}")
 
 
+def check_known(section: str, values: DictConfig | dict, target: Any) -> None:
+    """Every field of ``values`` must be a parameter of ``target``'s ``__init__`` (unless it takes ``**kwargs``):
+    ``trainer.max_step=10`` is an error naming ``max_steps``, not a TypeError when the trainer is built."""
+    params = inspect.signature(target.__init__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    known = [k for k in params if k != "self"]
+    for key in values:
+        if not str(key).startswith("_") and key not in known:
+            close = difflib.get_close_matches(str(key), known, n=3)
+            hint = f"; did you mean {' or '.join(close)}?" if close else f"; {section} takes: {', '.join(known)}"
+            raise ConfigError(f"{section}.{key} is not an option of {target.__name__}{hint}")
+
+
 def validate_config(cfg: DictConfig) -> None:
     """Refuse a composed run that cannot be right, before anything is built (see the module docstring)."""
     for section in ("trainer", "data"):
@@ -82,6 +97,8 @@ def validate_config(cfg: DictConfig) -> None:
                 target = get_class(node._target_)
             except Exception as e:
                 raise ConfigError(f"{section}._target_: cannot import {node._target_!r} ({e})") from None
+            if section == "trainer":  # open to any Trainer argument (added with ++ by compose_config)
+                check_known(section, node, target)
             check_fields(section, node, target)
     for key in ("checkpoint_every", "seed"):  # the run's own integers (trainer fields are checked above)
         value = cfg.get(key)
