@@ -167,6 +167,14 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from zoo.train.export import export_checkpoint
+
+    output = export_checkpoint(args.run_dir, args.output, args.checkpoint)  # errors: one line (USER_ERRORS)
+    print(f"checkpoint {args.checkpoint} of {args.run_dir} written to {output} (load it with zoo.load('{output}'))")
+    return 0
+
+
 def cmd_push(args: argparse.Namespace) -> int:
     from huggingface_hub.errors import HfHubHTTPError
 
@@ -349,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("bdhs", help="write an offline BDHS pair dataset: zoo bdhs generate model=… [overrides]")
-    p.add_argument("action", choices=["generate"])
+    p.add_argument("action", choices=["generate"], help="generate: the initial model writes the rejected responses")
     p.add_argument("overrides", nargs="*", help="Hydra overrides of recipe=bdhs, e.g. model=pretrained "
                    "model.path=runs/demo/model output_dir=runs/bdhs module.pairs.config.mask_threshold=0.9")
     p.set_defaults(func=cmd_bdhs)
@@ -363,6 +371,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs-root", default="runs", help="where the runs are written (default runs/)")
     p.set_defaults(func=cmd_build)
 
+    p = sub.add_parser("export", help="a run's checkpoint as a model folder (LoRA merged): zoo export RUN_DIR "
+                       "--output DIR [--checkpoint last|STEP]")
+    p.add_argument("run_dir", help="a run folder written by zoo train (recipe.yaml, checkpoints/)")
+    p.add_argument("--output", required=True, help="the model folder to write")
+    p.add_argument("--checkpoint", default="last", help="last (default), a saved step number, or a .ckpt file")
+    p.set_defaults(func=cmd_export)
+
     p = sub.add_parser("push", help="push a run folder to a hub: zoo push RUN_DIR --repo ORG/NAME")
     p.add_argument("run_dir")
     p.add_argument("--repo", required=True)
@@ -371,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_push)
 
     p = sub.add_parser("hub", help="local hub upkeep: zoo hub gc [ORG/NAME] reclaims what killed pushes left")
-    p.add_argument("action", choices=["gc"])
+    p.add_argument("action", choices=["gc"], help="gc: remove what killed pushes left (never a live push's files)")
     p.add_argument("repo", nargs="?", default=None, help="one repo (default: every repo)")
     p.add_argument("--kind", default=None, choices=["model", "dataset"], help="default: both")
     p.set_defaults(func=cmd_hub)
@@ -419,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--list", action="store_true", help="list the suites and the tasks, then exit")
     p.add_argument("--limit", type=int, default=None, help="at most N items per task (the results say it: partial)")
     p.add_argument("--world", default=None, help="shapes world folder (default $ZOO_DATA/shapes-0 or data/shapes-0)")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64, help="items generated or scored at once (default 64)")
     p.add_argument("--seed", type=int, default=0, help="seeds sampling and item order (default 0)")
     p.add_argument("--name", default=None, help="model name recorded in the results (default: the MODEL argument)")
     p.add_argument("--revision", default=None, help="the hub revision to evaluate (an id or a prefix; default "

@@ -54,3 +54,53 @@ def test_a_world_module_is_imported_on_first_use(tmp_path, monkeypatch):
             get_world("smoke")
     finally:
         sys.modules.pop("modalities.synthetic.dots", None)
+
+
+def test_a_world_folder_is_the_source_of_truth_for_its_settings(tmp_path):
+    """The small-world trap: a folder made with other settings is read as it is (null settings) or refused
+    with what differs — never regenerated behind the caller's back."""
+    from modalities.synthetic import WorldMismatch, resolve_world_config
+
+    path = ensure_world("shapes", tmp_path / "w", TINY)
+    stamp = (path / "world.json").stat().st_mtime_ns
+    nulls = {k: None for k in dataclasses.asdict(ShapesConfig())}
+    assert resolve_world_config("shapes", path, {**nulls, "seed": 0}) == dataclasses.asdict(ShapesConfig(**TINY))
+    assert ensure_world("shapes", path, {"n_train": 8}) == path  # asked what it holds: fine
+    with pytest.raises(WorldMismatch, match=r"made with n_pairs=4 \(asked 4000\), .*n_train=8 \(asked 12000\)"):
+        ensure_world("shapes", path, dataclasses.asdict(ShapesConfig()))  # the defaults, all asked for
+    with pytest.raises(WorldMismatch, match=r"made with n_train=8 \(asked 12000\)\.") as e:
+        ensure_world("shapes", path, {"n_train": 12000, "bias": 0.95})
+    # the way out keeps the folder's other settings (12000 is n_train's default: no --set needed)
+    assert str(e.value).endswith("--force --set n_pairs=4 --set n_ranked=2 --set n_test=4 --set n_trigger=4`")
+    assert (path / "world.json").stat().st_mtime_ns == stamp  # untouched
+    with pytest.raises(ValueError, match="unknown shapes world setting.*n_trains.*settings: seed"):
+        resolve_world_config("shapes", path, {"n_trains": 3})
+    ensure_world("shapes", path, {**TINY, "n_train": 6}, overwrite=True)
+    assert json.loads((path / "world.json").read_text())["config"]["n_train"] == 6
+    # a folder of another version of the world is refused too, with the command that replaces it
+    record = json.loads((path / "world.json").read_text())
+    (path / "world.json").write_text(json.dumps({**record, "version": "1"}))
+    with pytest.raises(WorldMismatch, match="holds version 1 of the shapes world.*--force"):
+        ensure_world("shapes", path)
+    # a folder with no world yet: the defaults updated with what is asked (what will be generated)
+    assert resolve_world_config("shapes", tmp_path / "new", {"bias": 0.5})["bias"] == 0.5
+
+
+def test_world_settings_on_the_command_line_are_read_as_their_types(tmp_path, capsys):
+    from modalities.synthetic import parse_world_settings
+    from zoo.cli import main
+
+    got = parse_world_settings("shapes", ["caption_order=position", "bias=0.9", "n_train=5", "seed=3"])
+    assert got == {"caption_order": "position", "bias": 0.9, "n_train": 5, "seed": 3}
+    assert isinstance(got["n_train"], int) and isinstance(got["bias"], float)
+    for bad, message in [("n_train=x", "n_train must be an integer"), ("bias=high", "bias must be a number"),
+                         ("colour=red", "unknown shapes world setting 'colour'"), ("n_train", "KEY=VALUE")]:
+        with pytest.raises(ValueError, match=message):
+            parse_world_settings("shapes", [bad])
+    sets = [x for k, v in TINY.items() for x in ("--set", f"{k}={v}")]
+    assert main(["world", "shapes", str(tmp_path / "w"), *sets, "--set", "caption_order=position"]) == 0
+    assert main(["world", "shapes", str(tmp_path / "w"), "--set", "n_train=9"]) == 2
+    assert "was made with n_train=8 (asked 9)" in capsys.readouterr().err
+    assert main(["world", "shapes", str(tmp_path / "w"), *sets, "--set", "n_train=9", "--force"]) == 0
+    saved = json.loads((tmp_path / "w" / "world.json").read_text())["config"]
+    assert saved["n_train"] == 9 and saved["caption_order"] == "shape"  # --force: a new world of these settings
