@@ -188,7 +188,7 @@ print(json.dumps({{"max_diff": float((a - b).abs().max()), "source": m.source}})
     assert result == {"max_diff": 0.0, "source": "local-hub"}
 
 
-def test_list_models_and_cli(capsys, hub, monkeypatch):
+def test_list_models_and_cli(capsys, hub, run_dir, monkeypatch):
     from zoo import list_models
     from zoo.cli import main
     from zoo.entries import ENTRIES, ZooEntry
@@ -199,14 +199,47 @@ def test_list_models_and_cli(capsys, hub, monkeypatch):
     frozen = ZooEntry("x-frozen", "hf/x", ("image",), ("model=hf", "model.freeze=[visual,audio_tower]"), "zoo/x",
                       embedded=False)
     monkeypatch.setitem(ENTRIES._entries, frozen.name, frozen)
-    monkeypatch.setenv("COLUMNS", "400")  # no wrapping: a wrapped cell's lines interleave with its neighbours'
+    rev = push_run(run_dir, "me/pushed-tiny", hub, base_model="zoo/shapes-vlm")  # a repo of the user's, no entry's
+    monkeypatch.setenv("COLUMNS", "80")  # a narrow terminal
     assert main(["list"]) == 0
-    out = "".join(line.strip("│┃ ") for line in capsys.readouterr().out.splitlines())  # cells may wrap
-    assert "shapes-vlm.bdhs" in out and "shapes-vlm-bdhs" in out  # the name and its older alias
-    # every override shows in full, [lists] included (rich would read them as markup)
-    assert "model.path=llava-hf/llava-v1.6-vicuna-7b-hf" in out.replace(" ", "")
-    assert "model.freeze=[visual,audio_tower]" in out.replace(" ", "")
+    out = capsys.readouterr().out
+    assert all(len(line) <= 80 or " " not in line.strip() for line in out.splitlines())  # a path may be longer
+    tokens = out.split()
+    assert "shapes-vlm.bdhs" in tokens and "shapes-vlm-bdhs)" in tokens  # the name and its older alias
+    # every override shows whole, [lists] included (rich would read them as markup): never cut at a line end
+    for entry in list_models():
+        for override in entry.recipe:
+            assert override in tokens, override
+    assert "model.path=llava-hf/llava-v1.6-vicuna-7b-hf" in tokens and "model.freeze=[visual,audio_tower]" in tokens
+    # what the user pushed is listed after the zoo's entries, with its revision, date, recipe and base
+    pushed = out[out.index("pushed to the local hub (1 repo)"):]
+    assert f"me/pushed-tiny · main {rev} · " in pushed and "1 revision" in pushed
+    assert "recipe tiny · base zoo/shapes-vlm" in pushed
+
+    # piped, with no terminal and no COLUMNS: 80 columns, nothing cut
+    monkeypatch.delenv("COLUMNS")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    piped = subprocess.run([sys.executable, "-m", "zoo.cli", "list"], capture_output=True, text=True, env=env,
+                           timeout=120)
+    assert piped.returncode == 0, piped.stderr[-2000:]
+    assert all(len(line) <= 80 or " " not in line.strip() for line in piped.stdout.splitlines())
+    assert "me/pushed-tiny" in piped.stdout
+    assert "model.path=llava-hf/llava-v1.6-vicuna-7b-hf" in piped.stdout.split()
     assert isinstance(load.__doc__, str) and ZooModel.generate.__doc__
+
+
+def test_a_loaded_model_prints_a_short_summary(hub, run_dir):
+    m = load(run_dir / "model", hub=hub)
+    text = repr(m)
+    assert str(m) == text and len(text.splitlines()) <= 5
+    assert text.startswith(f"ZooModel {str(run_dir / 'model')!r} from the folder {run_dir / 'model'}")
+    assert "composed (zoo_composed): image encoder vit_tiny_patch16_224" in text and "LM llama (2 layers" in text
+    params = sum(p.numel() for p in m.policy.parameters())
+    assert f"inputs      image, text · {params / 1e3:.1f}K parameters · float32 on cpu" in text
+    assert len(repr(m.policy).splitlines()) > 50  # the module tree is still there, on .policy
+
+    rev = push_run(run_dir, "me/summary", hub)
+    assert repr(load("me/summary", hub=hub)).splitlines()[0] == f"ZooModel 'me/summary' from the local hub, revision {rev}"
 
 
 def test_pushed_card_is_valid_and_complete(hub, run_dir):
@@ -239,6 +272,7 @@ def test_zoo_eval_takes_a_zoo_name(hub, run_dir, tiny_world, monkeypatch, capsys
                  "--output", str(out)]) == 0
     results = load_results(out)
     assert results["model"] == "shapes-vlm" and results["revision"] == rev
+    assert results["config"]["limit"] == 2  # what the card reads to mark the evaluation partial
 
 
 @pytest.mark.parametrize("name,arch", [

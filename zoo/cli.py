@@ -130,23 +130,76 @@ def cmd_bdhs(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from datetime import datetime, timezone
+
     from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
+    from rich.text import Text
 
     from zoo.entries import ENTRIES, list_models
-    from zoo.hub import LocalHub
+    from zoo.hub import HubError, LocalHub, repo_summary
 
-    hub = LocalHub()
-    table = Table(title=f"zoo models (local hub: {hub.root})")
-    for col in ("name", "also", "backbone", "modalities", "recipe", "repo", "local hub"):
-        table.add_column(col, overflow="fold")  # overrides are copied from here: never cut
+    hub, console = LocalHub(), Console(highlight=False)  # the terminal's width; 80 columns when piped
+    width = max(console.width, 40)
+
+    def pack(tokens: list[str], indent: str, first: str = "") -> list[str]:
+        """Whole tokens on lines of at most ``width`` (a token is never cut; one longer than a line stands
+        alone on its line): an override copied from here must work."""
+        lines, line = [], first
+        for token in (t for t in tokens if t):
+            if line.strip() and len(line) + 1 + len(token) > width:
+                lines.append(line)
+                line = indent
+            line += ("" if not line.strip() else " ") + token
+        return [*lines, line] if line.strip() else lines
+
+    def show(title: str, details: list[list[str]]) -> None:
+        lines = pack(title.split(" "), "    ")
+        text = Text(lines[0])
+        text.stylize("bold", 0, len(title.split(" ")[0]))
+        console.print(text, soft_wrap=True)
+        for line in lines[1:] + [out for tokens in details for out in pack(tokens, "    ", "  ")]:
+            console.print(line, soft_wrap=True, markup=False)  # overrides hold [lists]: not rich markup
+
+    for line in pack(f"zoo models (local hub: {hub.root})".split(" "), "    "):
+        console.print(line, style="bold", soft_wrap=True, markup=False)
+    entry_repos = set()
     for e in list_models():
-        here = hub.main(e.repo) if hub.exists(e.repo) else ("– (zoo build " + e.name + ")" if e.embedded else "–")
-        also = ",".join(ENTRIES.aliases(e.name))  # the older names, still accepted
-        cells = (e.name, also, e.backbone, ",".join(e.modalities), " ".join(e.recipe), e.repo, here)
-        table.add_row(*(escape(c) for c in cells))  # overrides hold [lists] that rich would read as markup
-    Console(width=max(160, Console().width)).print(table)  # names must not be cut, even when piped
+        entry_repos.add(e.repo)
+        also = ENTRIES.aliases(e.name)  # the older names, still accepted
+        title = " ".join([e.name, *([f"(also {', '.join(also)})"] if also else []), "·", ", ".join(e.modalities),
+                          "·", e.backbone])
+        here = (f"local hub: {hub.main(e.repo)}" if hub.exists(e.repo)
+                else f"not in the local hub: {e.how_to_make()}" if e.embedded else "not in the local hub")
+        base = f"({{base}}: the model of {e.base})".split(" ") if e.base else []
+        details = [e.description.split(" "), ["repo", e.repo, "·", *here.split(" ")], ["recipe:", *e.recipe, *base]]
+        if not e.embedded:  # the recipe's overrides are on the line above: not repeated
+            run = f"runs/{e.name}"
+            details.append(f"make it (GPU): zoo train RECIPE output_dir={run}, then zoo push {run} --repo {e.repo}"
+                           .split(" "))
+        console.print()
+        show(title, details)
+
+    pushed = [r for r in hub.repos() if r not in entry_repos]
+    console.print()
+    if not pushed:
+        console.print("nothing else pushed to the local hub (zoo push RUN_DIR --repo ORG/NAME)", soft_wrap=True)
+        return 0
+    console.print(f"pushed to the local hub ({len(pushed)} repo{'s' * (len(pushed) > 1)})", style="bold",
+                  soft_wrap=True)
+    for repo in pushed:
+        console.print()
+        try:
+            r = repo_summary(hub, repo)
+        except (HubError, OSError, ValueError) as e:  # one damaged repo does not hide the others
+            show(repo, [["unreadable:", *str(e).split(" ")]])
+            continue
+        date = (datetime.fromtimestamp(r.created, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+                if r.created is not None else "date unknown")
+        count = f"{r.revisions} revision{'s' * (r.revisions > 1)}"
+        facts = [f"recipe {r.recipe}" if r.recipe else None,
+                 "from scratch" if r.base == "scratch" else f"base {r.base}" if r.base else None]
+        show(f"{repo} · main {r.revision} · {date} · {count}",
+             [" · ".join(f for f in facts if f).split(" ")] if any(facts) else [])
     return 0
 
 
@@ -180,12 +233,15 @@ def cmd_push(args: argparse.Namespace) -> int:
 
     from zoo.hub import HubError, push_run, push_run_to_hf
 
+    # the card's metadata; what is not given comes from recipe.yaml's card: section, then the recipe itself
+    card = {k: v for k, v in (("base_model", args.base_model), ("license", args.license),
+                              ("datasets", args.dataset)) if v}
     try:
         if args.hub == "hf":
-            rev = push_run_to_hf(args.run_dir, args.repo, message=args.message or "")
+            rev = push_run_to_hf(args.run_dir, args.repo, message=args.message or "", **card)
             done = f"HF Hub, revision {rev}"
         else:
-            done = f"local hub: {push_run(args.run_dir, args.repo, message=args.message or '').describe()}"
+            done = f"local hub: {push_run(args.run_dir, args.repo, message=args.message or '', **card).describe()}"
     except HfHubHTTPError as e:
         status = getattr(getattr(e, "response", None), "status_code", None)
         hint = " (log in with `hf auth login` or set HF_TOKEN)" if status in (401, 403) else ""
@@ -362,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
                    "model.path=runs/demo/model output_dir=runs/bdhs module.pairs.config.mask_threshold=0.9")
     p.set_defaults(func=cmd_bdhs)
 
-    p = sub.add_parser("list", help="the zoo's models and whether the local hub holds them")
+    p = sub.add_parser("list", help="the zoo's models, whether the local hub holds them, and the repos pushed to it")
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("build", help="train an embedded zoo entry (and its base) and push it to the local hub")
@@ -379,10 +435,19 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("push", help="push a run folder to a hub: zoo push RUN_DIR --repo ORG/NAME")
-    p.add_argument("run_dir")
-    p.add_argument("--repo", required=True)
-    p.add_argument("--hub", default="local", choices=["local", "hf"])
-    p.add_argument("--message", default=None)
+    p.add_argument("run_dir", help="a run folder written by zoo train (model/, recipe.yaml, results.json …)")
+    p.add_argument("--repo", required=True, metavar="ORG/NAME", help="the repo to push to")
+    p.add_argument("--hub", default="local", choices=["local", "hf"],
+                   help="local: the local hub under ZOO_HOME (default); hf: the HF Hub (token from HF_TOKEN or hf auth login)")
+    p.add_argument("--message", default=None, help="the revision's message (default: push RUN_DIR)")
+    p.add_argument("--base-model", default=None, metavar="ORG/NAME",
+                   help="the card's base_model (default: recipe.yaml's card.base_model, else the hub repo its "
+                   "model.path names; none when trained from scratch)")
+    p.add_argument("--license", default=None, help="the card's license, e.g. apache-2.0 (default: recipe.yaml's "
+                   "card.license; else none)")
+    p.add_argument("--dataset", action="append", default=None, metavar="ORG/NAME",
+                   help="a hub dataset for the card's datasets; repeat for several (default: recipe.yaml's "
+                   "card.datasets, else data.path when it is a hub dataset id; a synthetic world has none)")
     p.set_defaults(func=cmd_push)
 
     p = sub.add_parser("hub", help="local hub upkeep: zoo hub gc [ORG/NAME] reclaims what killed pushes left")

@@ -205,6 +205,11 @@ class LocalHub:
             found.append((created, d.name))
         return [name for _, name in sorted(found)]
 
+    def repos(self, kind: str = "model") -> list[str]:
+        """The ids of every repo of ``kind`` that has a ``main``, in name order."""
+        base = self.root / f"{kind}s"
+        return sorted(f"{d.parent.name}/{d.name}" for d in base.glob("*/*") if (d / "refs" / "main").is_file())
+
     def main(self, repo_id: str, kind: str = "model") -> str:
         ref = self.repo_dir(repo_id, kind) / "refs" / "main"
         if not ref.is_file():
@@ -349,17 +354,72 @@ class LocalHub:
         return Revision(repo_id, path.name, path, manifest)
 
 
+@dataclass
+class RepoSummary:
+    """A model repo of the local hub as `zoo list` shows it: its ``main``, when that was pushed, how many
+    revisions it has, and the recipe and base its ``recipe.yaml`` / card name (None when they do not)."""
+
+    repo_id: str
+    revision: str
+    created: float | None
+    revisions: int
+    recipe: str | None
+    base: str | None
+
+
+def repo_summary(hub: LocalHub, repo_id: str) -> RepoSummary:
+    """`RepoSummary` of ``repo_id`` read from its ``main`` (files are not re-hashed: `resolve` does that
+    when the model is loaded)."""
+    import yaml
+
+    rev = hub.resolve(repo_id, verify=False)
+    created = rev.manifest.get("created")
+    recipe_file, card = rev.path / "recipe.yaml", rev.path / "README.md"
+    recipe = (yaml.safe_load(recipe_file.read_text()) or {}) if recipe_file.is_file() else {}
+    base = None
+    if card.is_file():
+        from huggingface_hub import metadata_load
+
+        base = (metadata_load(card) or {}).get("base_model")
+    if recipe:
+        from zoo.cards import recipe_lineage
+
+        lineage = recipe_lineage(recipe, partial(locate_model, hub=hub, by_content=False))
+        if lineage.kind != "unrecorded" and not (lineage.kind == "folder" and base):
+            base = lineage.short()  # with its revision; a folder only when the card names no hub base
+    if isinstance(base, list):
+        base = ", ".join(map(str, base))
+    return RepoSummary(repo_id, rev.revision, float(created) if isinstance(created, (int, float)) else None,
+                       len(hub.revisions(repo_id)), recipe.get("recipe_name"), base)
+
+
 # ---------------------------------------------------------------- pushing runs
 
 
-def stage_run(run_dir: str | Path, repo_id: str, dest: str | Path, card: bool = True, **card_kwargs) -> Path:
+def stage_run(run_dir: str | Path, repo_id: str, dest: str | Path, card: bool = True, hub: LocalHub | None = None,
+              **card_kwargs) -> Path:
     """Lay a training run out as a hub repo in ``dest``: its ``model/`` files plus ``recipe.yaml``,
     ``results.json``, ``controls/*.json`` (results of its control rows) and ``.eval_results/`` when present, and a model card (``README.md``, rendered from
-    ``model_cards/`` unless the run has its own). ``dest`` may exist already (empty)."""
+    ``model_cards/`` unless the run has its own). ``dest`` may exist already (empty).
+
+    ``card_kwargs`` go to `zoo.cards.render_card` (``base_model``, ``license``, ``datasets`` …); a zoo
+    entry's base (`zoo.entries.card_defaults`) is used only when neither they nor the recipe name one, and
+    the base ``model.path`` of the recipe is looked up in ``hub`` (default: the user's local hub)."""
     run_dir, stage = Path(run_dir), Path(dest)
     model = run_dir / "model"
     if not (model / "config.json").is_file():
         raise FileNotFoundError(f"{run_dir} holds no model/ folder to push")
+    readme = None
+    if card and not (run_dir / "README.md").is_file():  # render first: a bad card option fails before any copy
+        from zoo.cards import render_card
+        from zoo.entries import card_defaults
+
+        defaults = card_defaults(repo_id)
+        defaults["fallback_base_model"] = defaults.pop("base_model", None)
+        if "modalities" not in defaults:
+            defaults["modalities"] = model_modalities(json.loads((model / "config.json").read_text()))
+        hub = hub or LocalHub()
+        readme = render_card(run_dir, repo_id, locate=partial(locate_model, hub=hub), **{**defaults, **card_kwargs})
     shutil.copytree(model, stage, dirs_exist_ok=True)
     for extra in ("recipe.yaml", "results.json", "README.md"):
         if (run_dir / extra).is_file():
@@ -374,12 +434,59 @@ def stage_run(run_dir: str | Path, repo_id: str, dest: str | Path, card: bool = 
         from zoo.cards import write_eval_results
 
         write_eval_results(json.loads((run_dir / "results.json").read_text()), stage)
-    if card and not (stage / "README.md").exists():
-        from zoo.cards import render_card
-        from zoo.entries import card_defaults
-
-        (stage / "README.md").write_text(render_card(run_dir, repo_id, **{**card_defaults(repo_id), **card_kwargs}))
+    if readme is not None:
+        (stage / "README.md").write_text(readme)
     return stage
+
+
+def model_modalities(config: dict) -> tuple[str, ...] | None:
+    """The input modalities of a saved model, from its ``config.json``: a composed model's ``modalities``,
+    an HF-native model's family (`zoo.models.families`); None when the family is unknown."""
+    if config.get("model_type") == "zoo_composed":
+        return tuple(config.get("modalities") or ()) or None
+    from zoo.models.families import family_for
+
+    try:
+        return family_for(str(config.get("model_type"))).media
+    except ValueError:
+        return None
+
+
+def locate_model(path: str, hub: LocalHub, by_content: bool = True):
+    """What the local hub knows of a recipe's ``model.path`` (a `zoo.cards.Lineage`), or None: a revision
+    folder of ``hub`` is that repo at that revision; with ``by_content`` (hashing the folder's files: a
+    push does, a listing does not), another model folder is the first repo (in name order; its earliest
+    such revision) with a revision that holds every file of the folder with the same sha256 — a pushed run's
+    revision adds its card, recipe and results to the model's files — else a folder in no hub, with the
+    revision id its files would get."""
+    from zoo.cards import Lineage
+
+    folder = Path(path).expanduser()
+    if not (folder / "config.json").is_file():
+        return None
+    try:
+        relative = folder.resolve().relative_to((hub.root / "models").resolve())
+    except ValueError:
+        relative = None
+    if relative is not None and len(relative.parts) == 4 and relative.parts[2] == "revisions":
+        return Lineage("hub", "/".join(relative.parts[:2]), relative.parts[3], "local hub", path)
+    if not by_content:
+        return None
+    files = {p.relative_to(folder).as_posix(): sha256_file(p) for p in _files(folder)}
+    holders = []  # (repo, pushed at, revision) of the revisions holding every file of the folder
+    for manifest in (hub.root / "models").glob(f"*/*/revisions/*/{MANIFEST}"):
+        try:
+            recorded = json.loads(manifest.read_text())
+            if files.items() <= recorded["files"].items():
+                repo = manifest.parents[2].relative_to(hub.root / "models").as_posix()
+                holders.append((repo, float(recorded["created"]), manifest.parent.name))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue  # a damaged manifest names nothing
+    if holders:
+        repo, _, rev = min(holders)
+        return Lineage("hub", repo, rev, "local hub", path)
+    rev = content_id(files)
+    return Lineage("folder", revision=rev, path=path)
 
 
 def push_run(run_dir: str | Path, repo_id: str, hub: LocalHub | None = None, message: str = "",
@@ -387,7 +494,7 @@ def push_run(run_dir: str | Path, repo_id: str, hub: LocalHub | None = None, mes
     """Push a training run (laid out by `stage_run` straight into the hub's staging) to the local hub;
     returns the revision (`Pushed`: new, or the stored one with identical content)."""
     hub = hub or LocalHub()
-    return hub.push_with(lambda stage: stage_run(run_dir, repo_id, stage, card, **card_kwargs), repo_id,
+    return hub.push_with(lambda stage: stage_run(run_dir, repo_id, stage, card, hub, **card_kwargs), repo_id,
                          message=message or f"push {run_dir}")
 
 

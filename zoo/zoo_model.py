@@ -17,9 +17,10 @@ from typing import Any
 from zoo.hub import HubError, LocalHub
 
 
-@dataclass
+@dataclass(repr=False)
 class ZooModel:
-    """A loaded model: its `Policy`, processor, card and results, and a small chat interface."""
+    """A loaded model: its `Policy`, processor, card and results, and a small chat interface. Its repr is a
+    short summary; the module tree is ``model.policy``'s."""
 
     policy: Any
     source: str  # "folder", "local-hub" or "hf-hub"
@@ -40,6 +41,27 @@ class ZooModel:
     def results(self) -> dict | None:
         results = self.path / "results.json"
         return json.loads(results.read_text()) if results.is_file() else None
+
+    def __repr__(self) -> str:
+        from zoo.cards import describe_backbone, format_count
+        from zoo.hub import model_modalities
+
+        config = self.policy.model.config.to_dict()
+        where = {"folder": f"the folder {self.path}", "local-hub": "the local hub", "hf-hub": "the HF Hub"}
+        source = where.get(self.source, self.source)
+        if self.revision:
+            source += f", revision {self.revision[:12]}"
+        params = list(self.policy.parameters())
+        first = params[0] if params else None
+        dtype = str(first.dtype).removeprefix("torch.") if first is not None else "?"
+        modalities = ", ".join([*(model_modalities(config) or ()), "text"])
+        return "\n".join([
+            f"ZooModel {self.name!r} from {source}",
+            f"  backbone    {describe_backbone(config).replace('`', '')}",
+            (f"  inputs      {modalities} · {format_count(sum(p.numel() for p in params))} parameters"
+             f" · {dtype} on {first.device if first is not None else '?'}"),
+            "  (modules: .policy; card and scores: .card, .results)",
+        ])
 
     def chat(self, messages: list[dict], max_new_tokens: int = 64, **kwargs) -> str:
         """Reply to a conversation (TRL's format): its ``{"type": "image"|"audio"|"video"}`` parts take the
