@@ -383,3 +383,30 @@ def test_missing_image_file_under_media_root(tmp_path):
 def test_read_rows_still_reads_jsonl(tmp_path):
     _write_jsonl(tmp_path / "train.jsonl", [{"a": 1}])
     assert read_rows(tmp_path, "train") == [{"a": 1}]
+
+
+def test_a_dataset_in_the_hubs_layout_trains_as_data_path(tmp_path, tiny_policy, monkeypatch):
+    """`data.path` takes a Hub dataset: its name (loaded with datasets.load_dataset) or a folder in its layout
+    (data/<split>-*.parquet, images embedded as bytes) — both the same datasets.load_dataset call."""
+    from zoo.train.data import PairDataModule
+
+    repo = tmp_path / "org" / "pairs"
+    (repo / "data").mkdir(parents=True)
+    records = [{"prompt": _user(None, "Describe."), "chosen": _assistant(f"red {i}"), "rejected": _assistant("blue"),
+                "images": [{"bytes": _png_bytes((200, 0, 0)), "path": None}]} for i in range(6)]
+    ds = datasets.Dataset.from_list(records).cast_column("images", datasets.Sequence(datasets.Image(decode=False)))
+    ds.to_parquet(str(repo / "data" / "train-00000-of-00001.parquet"))
+    module = PairDataModule(str(repo), train_split="train", val_split=None, world=None, batch_size=2, max_length=64)
+    module.attach(tiny_policy.processor).setup()
+    assert len(module.encoded["train"]) == 6
+    rows = read_rows(repo, "train")
+    assert _colour(rows[0]["images"][0]) == (200, 0, 0) and rows[3]["chosen"][0]["content"][0]["text"] == "red 3"
+    with pytest.raises(FileNotFoundError, match=r"org/pairs: .*split"):
+        read_rows(repo, "test")
+    # a Hub name that cannot be reached (no network here): one error naming the dataset
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    with pytest.raises(FileNotFoundError, match="cannot load the dataset 'nobody/no-such-pairs'"):
+        read_rows("nobody/no-such-pairs", "train")
+    with pytest.raises(FileNotFoundError, match="neither a local folder nor a Hub dataset name"):
+        read_rows(tmp_path / "missing" / "deep" / "x", "train")

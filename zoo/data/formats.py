@@ -19,25 +19,41 @@ from zoo.registry import Registry
 logger = logging.getLogger(__name__)
 
 
-def split_source(path: str | Path, split: str) -> Path:
-    """What `read_rows` reads ``split`` from: ``{split}.jsonl``, ``{split}.parquet`` or a saved DatasetDict's folder."""
+def split_source(path: str | Path, split: str) -> Path | str:
+    """What `read_rows` reads ``split`` from: ``{split}.jsonl``, ``{split}.parquet``, a saved DatasetDict's
+    folder, or — for a folder in the Hub's layout (``data/{split}-*.parquet`` …) or a Hub dataset name
+    (``org/name``) — ``"hub:<path>[<split>]"``, read with ``datasets.load_dataset``."""
     path = Path(path)
     for candidate in (path / f"{split}.jsonl", path / f"{split}.parquet"):
         if candidate.exists():
             return candidate
     if (path / "dataset_dict.json").exists():
         return path
-    raise FileNotFoundError(f"no split '{split}' under {path} (expected {split}.jsonl, {split}.parquet or a saved DatasetDict)")
+    if path.is_dir() and not any(path.glob("data/*")) and not (path / "README.md").exists():
+        raise FileNotFoundError(f"no split '{split}' under {path} (expected {split}.jsonl, {split}.parquet, a saved "
+                                "DatasetDict, or a dataset in the Hub's layout: data/{split}-*.parquet)")
+    if not path.exists() and not _hub_name(str(path)):
+        raise FileNotFoundError(f"no dataset at {path}: neither a local folder nor a Hub dataset name (org/name)")
+    return f"hub:{path}[{split}]"
+
+
+def _hub_name(name: str) -> bool:
+    parts = name.split("/")
+    return len(parts) == 2 and all(parts) and not name.startswith((".", "/", "~"))
 
 
 def read_rows(path: str | Path, split: str, skip_bad: bool = False, report: Counter | None = None) -> list[dict]:
-    """Rows of one split from a folder holding ``{split}.jsonl`` / ``{split}.parquet`` or a saved DatasetDict.
+    """Rows of one split from a folder holding ``{split}.jsonl`` / ``{split}.parquet`` or a saved DatasetDict,
+    or from a dataset on the Hub (its name, or a folder in its layout) via ``datasets.load_dataset``;
+    images stay undecoded (``{"bytes", "path"}``: the encoder decodes them, with its size check).
 
     A JSONL line that is not one JSON object (malformed JSON, not UTF-8, an array …) raises `DataError`
     naming the file and the line (1-based); with ``skip_bad`` it is skipped, logged and counted by
     reason into ``report``.
     """
     source = split_source(path, split)
+    if isinstance(source, str):
+        return _load_hub_split(str(path), split)
     if source.suffix == ".jsonl":
         return _read_jsonl(source, skip_bad, Counter() if report is None else report)
     import datasets
@@ -45,6 +61,23 @@ def read_rows(path: str | Path, split: str, skip_bad: bool = False, report: Coun
     if source.suffix == ".parquet":
         return datasets.Dataset.from_parquet(str(source)).to_list()
     return datasets.load_from_disk(str(source))[split].to_list()
+
+
+def _load_hub_split(name: str, split: str, subset: str | None = None) -> list[dict]:
+    """One split of a Hub dataset (a name, or a local folder in the Hub's layout), images undecoded."""
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(name, subset, split=split)
+    except ValueError as e:  # an unknown split: datasets lists the ones there are
+        raise FileNotFoundError(f"{name}: {str(e).splitlines()[0]}") from None
+    except Exception as e:  # not found / offline / no access: say which dataset and how it failed
+        if type(e).__name__ in ("DatasetNotFoundError", "ConnectionError", "OfflineModeIsEnabled", "HfHubHTTPError",
+                                "LocalEntryNotFoundError", "FileNotFoundError"):
+            raise FileNotFoundError(f"cannot load the dataset {name!r} with datasets.load_dataset "
+                                    f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+        raise
+    return _undecoded(ds).to_list()
 
 
 def _read_jsonl(file: Path, skip_bad: bool, report: Counter) -> list[dict]:
@@ -458,8 +491,5 @@ def load_format(
         found = next((c for c in candidates if c.exists()), None)
         rows = _load_file(found) if found else read_rows(path, split)
     else:
-        import datasets
-
-        ds = datasets.load_dataset(str(path_or_repo), subset or _HUB_SUBSETS.get(fmt), split=split)
-        rows = _undecoded(ds).to_list()
+        rows = _load_hub_split(str(path_or_repo), split, subset or _HUB_SUBSETS.get(fmt))
     return convert(rows, fmt, media_root=media_root, report=report, **options)

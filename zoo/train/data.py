@@ -23,7 +23,7 @@ from modalities.synthetic import ensure_world
 from modalities.image import MAX_IMAGE_PIXELS
 from zoo.data.collate import Collator, ExampleEncoder, SkipReport, encode_rows
 from zoo.align.pairs import PairSource
-from zoo.data.formats import read_rows, split_source
+from zoo.data.formats import load_format, read_rows, split_source
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +48,13 @@ class ChatDataModule(L.LightningDataModule):
         media_root: str | None = None,
         max_image_pixels: int | None = MAX_IMAGE_PIXELS,
         seed: int = 0,
+        format: str | None = None,
+        subset: str | None = None,
     ):
         super().__init__()
+        # format: a public dataset's layout (zoo.data.formats.FORMATS: rlaif_v, vlfeedback, povid, aa_ti2t) converted
+        # on reading; None: rows already in the zoo's schema. subset: the Hub dataset's configuration.
+        self.format, self.subset = format, subset
         self.seed = seed  # the training batches of epoch e are a function of (seed, e): see `ResumableLoader`
         self.path, self.world, self.world_config = Path(path), world, dict(world_config or {})
         self.media_root = Path(media_root) if media_root else self.path  # where relative media paths start
@@ -71,7 +76,10 @@ class ChatDataModule(L.LightningDataModule):
 
     def rows(self, split: str, limit: int | None = None) -> list[dict]:
         self.unreadable[split] = Counter()  # afresh: the fingerprint reads the rows again
-        rows = read_rows(self.path, split, self.skip_bad, self.unreadable[split])
+        if self.format:
+            rows = load_format(self.path, self.format, split, subset=self.subset, report=self.unreadable[split])
+        else:
+            rows = read_rows(self.path, split, self.skip_bad, self.unreadable[split])
         for i, row in enumerate(rows):
             row.setdefault("example_index", f"{split}[{i}]")
         if self.tasks is not None:
