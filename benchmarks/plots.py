@@ -48,7 +48,7 @@ REWARDS = Panel("implicit rewards", "β·log(π/π_ref) (nats)")
 REWARD_ACCURACY = Panel("reward accuracy", "fraction of pairs (0–1)", rate=True)
 LOGPS = Panel("log-probabilities", "summed log-prob of a response (nats)")
 KL = Panel("KL estimate", "mean log(π/π_ref) per sequence (nats)")
-TOKENS = Panel("tokens", "tokens (count)")
+TOKENS = Panel("tokens per epoch", "tokens (count)")  # zoo.train.modules sums them over the epoch
 TRAINING_PANELS: dict[str, Panel] = {
     "kl": KL,
     "tokens": TOKENS,
@@ -178,14 +178,18 @@ def curves_figure(run_dir: str | Path) -> Figure:
     fig, axes = plt.subplots(rows, cols, figsize=(5.4 * cols, 3.5 * rows), squeeze=False,
                              layout="constrained")  # the suptitle and labels never overlap
     flat = list(axes.flat)
+    first, last = int(data["step"].min()), int(data["step"].max())
+    pad = max(1.0, 0.03 * (last - first))
     for ax, (panel, names) in zip(flat, layout.items()):
         for merged, series in distinct_series(data, names):
             style = "o-" if len(series) < 30 else "-"
             label = " = ".join(_label(name, panel) for name in merged)
-            (line,) = ax.plot(series["step"], series["value"], style, label=label, markersize=3)
+            (line,) = ax.plot(series["step"], series["value"], style, label=label,
+                              markersize=3 if len(series) > 2 else 6)  # a lone point stays visible
             line.set_gid("|".join(merged))  # the full metric names, for readers of the figure (and tests)
         ax.set_title(panel.title)
         ax.set_xlabel(X_LABEL)
+        ax.set_xlim(first - pad, last + pad)  # every panel spans the run, so a point sits where it was logged
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
         ax.set_ylabel(panel.ylabel)
         if panel.rate:

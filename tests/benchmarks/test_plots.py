@@ -89,6 +89,8 @@ def assert_readable(fig, data):
     for ax in fig.axes:
         title = ax.get_title()
         assert title and ax.get_xlabel() == "global step" and ax.get_ylabel(), title
+        low, high = ax.get_xlim()  # every panel spans the whole run
+        assert low <= data["step"].min() and high >= data["step"].max(), title
         lines = ax.get_lines()
         assert lines and all(len(line.get_xdata()) > 0 for line in lines), f"empty axes {title!r}"
         names = [name for line in lines for name in line.get_gid().split("|")]
@@ -121,7 +123,7 @@ def test_panels_keep_one_unit_per_axis():
         "learning rate": ["lr-AdamW"],
         "implicit rewards": ["train/rewards/chosen", "train/rewards/margin"],
         "reward accuracy": ["train/rewards/accuracy"],
-        "tokens": ["train/tokens"],
+        "tokens per epoch": ["train/tokens"],
         "eval: chair — counts": ["eval/chair/n", "eval/chair/n_mentions"],
         "eval: chair — rates": ["eval/chair/chair_i"],
         "eval: pope — rates": ["eval/pope/random/f1"],
