@@ -299,7 +299,11 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         print(f"zoo leaderboard: {e} (submit a model first: zoo submit NAME)", file=sys.stderr)
         return 2
     subs = read_submissions(folder)
-    out = render_html(subs, args.html)
+    try:
+        out = render_html(subs, args.html, sort=args.sort)
+    except ValueError as e:
+        print(f"zoo leaderboard: {e}", file=sys.stderr)
+        return 2
     print(f"leaderboard with {len(subs)} submission(s) written to {out}")
     return 0
 
@@ -466,10 +470,16 @@ def main(argv: list[str] | None = None) -> int:
                    "(weights relative to a base) or Adapter")
     p.set_defaults(func=cmd_submit)
 
-    p = sub.add_parser("leaderboard", help="render the leaderboard: zoo leaderboard --html out.html")
-    p.add_argument("--html", required=True)
-    p.add_argument("--repo", default="zoo/leaderboard")
-    p.add_argument("--hub", default="local", choices=["local", "hf"])
+    p = sub.add_parser("leaderboard", help="render the leaderboard: zoo leaderboard --html out.html",
+                       description="Render every submission as one self-contained HTML page (works offline): the "
+                       "headline metrics with their direction, sortable by a click, a plot that follows the sort, "
+                       "every other metric in each row's details.")
+    p.add_argument("--html", required=True, help="the page to write, e.g. board.html (open board.html#sort=COLUMN "
+                   "to open it sorted)")
+    p.add_argument("--repo", default="zoo/leaderboard", help="the leaderboard dataset repo (default zoo/leaderboard)")
+    p.add_argument("--hub", default="local", choices=["local", "hf"], help="read it from the local hub or the HF Hub")
+    p.add_argument("--sort", default=None, metavar="TASK/METRIC", help="the headline column the page opens ranked "
+                   "by, best first (default: the first, chair_trigger/chair_i)")
     p.set_defaults(func=cmd_leaderboard)
 
     p = sub.add_parser("world", help="generate a synthetic world: zoo world shapes DIR [--set n_train=100]",
@@ -513,8 +523,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--markdown", action="store_true", help="print a Markdown table instead of a rich one")
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("plot", help="training curves of a run folder: zoo plot RUN_DIR [--output PNG]")
-    p.add_argument("run_dir")
+    p = sub.add_parser("plot", help="training curves of a run folder: zoo plot RUN_DIR [--output PNG]",
+                       description="Draw a run's logged metrics (RUN_DIR/logs/csv) as one PNG: one labelled panel per "
+                       "quantity and unit (loss, learning rate, rewards, rates, counts …) against the global step.")
+    p.add_argument("run_dir", help="a training run folder (zoo train output_dir=…)")
     p.add_argument("--output", default=None, help="PNG path (default RUN_DIR/curves.png)")
     p.set_defaults(func=cmd_plot)
 
