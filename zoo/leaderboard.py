@@ -469,7 +469,7 @@ def render_html(submissions: list[dict], out: str | Path, sort: str | None = Non
     if partial:
         notes.append(f'<p class="warn">{partial} of {len(entries)} submission(s) were evaluated on a different '
                      "number of items than most (marked <b>partial</b> when fewer; per-task counts in the items "
-                     "tooltip): their numbers are not comparable with the others'.</p>")
+                     "tooltip): their numbers are not comparable with the others.</p>")
     suites = sorted({e["suite"] for e in entries})
     if len(suites) > 1:
         notes.append(f'<p class="warn">Suites differ ({html.escape(", ".join(suites))}): "{NOT_EVALUATED}" marks a '
