@@ -27,8 +27,32 @@ def cmd_train(args: argparse.Namespace) -> int:
     except (ConfigError, HydraException) as e:  # a wrong override or value: say which, no traceback
         print(f"zoo train: {_config_error(e)}", file=sys.stderr)
         return 2
-    print(f"model written to {cfg.output_dir}/model · steps {metrics['global_step']} · {metrics['train_seconds']} s")
+    print(_train_summary(cfg, metrics))
     return 0
+
+
+def _train_summary(cfg, metrics: dict) -> str:
+    """The closing lines of `zoo train`: final losses, the run folder, where the logs are and how to view them,
+    and the commands that come next (evaluate; after SFT, DPO from this model)."""
+    from shlex import quote
+
+    run, model = Path(cfg.output_dir), quote(str(Path(cfg.output_dir) / "model"))
+    shown = {"train/loss": "train/loss", "val/loss": "val/loss", "train/rewards/margin": "reward margin",
+             "train/rewards/accuracy": "reward accuracy"}
+    final = [f"{label} {metrics[key]:.4f}" for key, label in shown.items() if isinstance(metrics.get(key), float)]
+    lines = [" · ".join([f"{cfg.get('recipe_name', 'train')} done: {metrics['global_step']} steps in "
+                         f"{metrics['train_seconds']} s", *final]),
+             f"  model written to {run / 'model'}",
+             f"  run folder   {run}  (recipe.yaml, metrics.json, checkpoints/, logs/)"]
+    for i, (name, log) in enumerate(metrics.get("logs", {}).items()):
+        lines.append(f"  {'logs' if i == 0 else '':<12} {name}: {log['path']}" + (f"  ·  {log['view']}" if log["view"] else ""))
+    world = ""
+    if cfg.data.get("world") and Path(str(cfg.data.path)) != default_world():
+        world = f" --world {quote(str(cfg.data.path))}"
+    lines.append(f"  next         zoo eval {model} --suite smoke{world} --output {quote(str(run / 'results.json'))}")
+    if str(cfg.module.get("_target_", "")).endswith("SFTModule"):
+        lines.append(f"               zoo train recipe=dpo model=pretrained model.path={model}")
+    return "\n".join(lines)
 
 
 def cmd_world(args: argparse.Namespace) -> int:
