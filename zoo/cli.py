@@ -40,8 +40,8 @@ def _train_summary(cfg, metrics: dict) -> str:
     shown = {"train/loss": "train/loss", "val/loss": "val/loss", "train/rewards/margin": "reward margin",
              "train/rewards/accuracy": "reward accuracy"}
     final = [f"{label} {metrics[key]:.4f}" for key, label in shown.items() if isinstance(metrics.get(key), float)]
-    lines = [" · ".join([f"{cfg.get('recipe_name', 'train')} done: {metrics['global_step']} steps in "
-                         f"{metrics['train_seconds']} s", *final]),
+    done = f"{cfg.get('recipe_name', 'train')} done: {metrics['global_step']} steps in {metrics['train_seconds']} s"
+    lines = [" · ".join([done, *final]),
              f"  model written to {run / 'model'}",
              f"  run folder   {run}  (recipe.yaml, metrics.json, checkpoints/, logs/)"]
     for i, (name, log) in enumerate(metrics.get("logs", {}).items()):

@@ -79,7 +79,7 @@ def test_mlflow_run_reads_back_with_mlflows_client(tmp_path, monkeypatch, capsys
     assert "[sft] step 4/6 · starting (resumed at step 4)" in capsys.readouterr().out
     mlflow.set_tracking_uri(uri)
     runs = mlflow.search_runs(experiment_names=["zoo"], order_by=["attributes.start_time ASC"])
-    assert list(runs["run_id"])[0] == first.info.run_id and len(runs) == 2  # one MLflow run per attempt
+    assert runs["run_id"].iloc[0] == first.info.run_id and len(runs) == 2  # one MLflow run per attempt
     assert list(runs["status"]) == ["FINISHED", "FINISHED"]
     resumed = runs.iloc[1]["run_id"]
     assert sorted(m.step for m in client.get_metric_history(resumed, "train/loss")) == [4, 5]

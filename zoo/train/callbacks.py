@@ -27,7 +27,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning as L
 import torch
@@ -194,7 +194,7 @@ def batch_size(batch: Any) -> int:
 def _duration(seconds: float | None) -> str:
     if seconds is None or not math.isfinite(seconds):
         return "–"
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
@@ -210,7 +210,7 @@ class RunProgressBar(ProgressBar):
     per step. A resumed run starts the bar at its global step; the rates count this attempt only.
     """
 
-    SHOWN = {"train/loss": "loss", "val/loss": "val_loss",
+    SHOWN: ClassVar[dict[str, str]] = {"train/loss": "loss", "val/loss": "val_loss",
              "train/rewards/margin": "margin", "train/rewards/accuracy": "acc"}
 
     def __init__(self, description: str = "train", console: Any = None, lines: int = 20,

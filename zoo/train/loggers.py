@@ -88,7 +88,12 @@ def finish_loggers(loggers: dict[str, Any], failed: bool = False) -> None:
 def describe_loggers(loggers: dict[str, Any], run_dir: str | Path) -> dict[str, dict[str, str]]:
     """For each logger, where this attempt's logs are (``path``) and the command that shows them (``view``).
     Call it after training, before `finish_loggers` (a W&B run's folder is known once it has started)."""
-    from lightning.pytorch.loggers import CSVLogger, MLFlowLogger, TensorBoardLogger, WandbLogger
+    from lightning.pytorch.loggers import (
+        CSVLogger,
+        MLFlowLogger,
+        TensorBoardLogger,
+        WandbLogger,
+    )
 
     described: dict[str, dict[str, str]] = {}
     for name, logger in loggers.items():

@@ -43,7 +43,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit the configured recipe; returns the metrics also written to ``metrics.json``."""
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 
-    from zoo.train.console import ignore_known_warnings, no_transformers_bars, route_lightning_logs
+    from zoo.train.console import (
+        ignore_known_warnings,
+        no_transformers_bars,
+        route_lightning_logs,
+    )
     from zoo.train.loggers import build_loggers, describe_loggers, finish_loggers
 
     route_lightning_logs()  # each Lightning log line once
