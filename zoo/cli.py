@@ -27,13 +27,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     except (ConfigError, HydraException) as e:  # a wrong override or value: say which, no traceback
         print(f"zoo train: {_config_error(e)}", file=sys.stderr)
         return 2
-    print(_train_summary(cfg, metrics))
-    return 0
-
-
-def _train_summary(cfg, metrics: dict) -> str:
-    """The closing lines of `zoo train`: final losses, the run folder, where the logs are and how to view them,
-    and the commands that come next (evaluate; after SFT, DPO from this model)."""
+    # the closing lines: final losses, the run folder, where the logs are and the command that shows each, and
+    # what comes next (evaluate; after SFT, DPO from this model)
     from shlex import quote
 
     run, model = Path(cfg.output_dir), quote(str(Path(cfg.output_dir) / "model"))
@@ -45,14 +40,16 @@ def _train_summary(cfg, metrics: dict) -> str:
              f"  model written to {run / 'model'}",
              f"  run folder   {run}  (recipe.yaml, metrics.json, checkpoints/, logs/)"]
     for i, (name, log) in enumerate(metrics.get("logs", {}).items()):
-        lines.append(f"  {'logs' if i == 0 else '':<12} {name}: {log['path']}" + (f"  ·  {log['view']}" if log["view"] else ""))
+        view = f"  ·  {log['view']}" if log["view"] else ""
+        lines.append(f"  {'logs' if i == 0 else '':<12} {name}: {log['path']}{view}")
     world = ""
     if cfg.data.get("world") and Path(str(cfg.data.path)) != default_world():
         world = f" --world {quote(str(cfg.data.path))}"
     lines.append(f"  next         zoo eval {model} --suite smoke{world} --output {quote(str(run / 'results.json'))}")
     if str(cfg.module.get("_target_", "")).endswith("SFTModule"):
         lines.append(f"               zoo train recipe=dpo model=pretrained model.path={model}")
-    return "\n".join(lines)
+    print("\n".join(lines))
+    return 0
 
 
 def cmd_world(args: argparse.Namespace) -> int:

@@ -4,6 +4,7 @@ real training read back with their own libraries; a missing optional package nam
 from __future__ import annotations
 
 import json
+import os
 import struct
 from pathlib import Path
 
@@ -52,12 +53,14 @@ def test_mlflow_run_reads_back_with_mlflows_client(tmp_path, monkeypatch, capsys
 
     monkeypatch.chdir(tmp_path)  # nothing may land in the working directory (MLflow's default ./mlruns)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_DISABLE_TELEMETRY", raising=False)
     metrics = train(compose_config([*tiny_overrides(tmp_path), "logger=mlflow", "trainer.log_every_n_steps=1"]))
     run_dir = tmp_path / "run"
     uri = f"sqlite:///{run_dir}/logs/mlflow.db"
     assert (run_dir / "logs" / "mlflow.db").is_file() and not (tmp_path / "mlruns").exists()
     assert (run_dir / "logs" / "csv" / "version_0" / "metrics.csv").is_file()  # kept for zoo plot
     assert metrics["logs"]["mlflow"]["view"] == f"mlflow ui --backend-store-uri {uri}"
+    assert os.environ["MLFLOW_DISABLE_TELEMETRY"] == "true"  # the config's telemetry: false
 
     client = mlflow.MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name("zoo")

@@ -15,6 +15,7 @@ and off the network: MLflow writes a SQLite store (``logs/mlflow.db``), W&B runs
 from __future__ import annotations
 
 import importlib.util
+import os
 import shlex
 from pathlib import Path
 from typing import Any
@@ -37,10 +38,17 @@ def _require(modules: tuple[str, ...], logger: str, extra: str, why: str = "") -
                                 f"pip install 'zoo[{extra}]'")
 
 
-def mlflow_logger(tracking_uri: str, artifact_location: str | None = None, **kwargs: Any):
+def mlflow_logger(tracking_uri: str, artifact_location: str | None = None, telemetry: bool = False, **kwargs: Any):
     """Lightning's `MLFlowLogger` on ``tracking_uri``; a SQLite store's folder is created first, and a plain
-    ``artifact_location`` path becomes an absolute ``file://`` URI (MLflow would resolve it against the cwd)."""
+    ``artifact_location`` path becomes an absolute ``file://`` URI (MLflow would resolve it against the cwd).
+    ``telemetry=False`` turns off MLflow's usage telemetry (``MLFLOW_DISABLE_TELEMETRY``), which would otherwise
+    reach for the network even with a local store."""
     _require(("mlflow",), "mlflow", "mlflow")
+    if not telemetry:
+        os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+        from mlflow.telemetry.client import set_telemetry_client
+
+        set_telemetry_client()  # MLflow decided at import: decide again
     if tracking_uri.startswith(("sqlite:", "postgresql:", "mysql:", "mssql:")):
         _require(("sqlalchemy", "alembic"), "mlflow", "mlflow", " with a database store")
     if tracking_uri.startswith("sqlite:///"):
