@@ -80,7 +80,29 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise
         print(f"zoo train: {_config_error(e)}", file=sys.stderr)
         return 2
-    print(f"model written to {cfg.output_dir}/model · steps {metrics['global_step']} · {metrics['train_seconds']} s")
+    # the closing lines: final losses, the run folder, where the logs are and the command that shows each, and
+    # what comes next (evaluate; after SFT, DPO from this model)
+    from shlex import quote
+
+    run, model = Path(cfg.output_dir), quote(str(Path(cfg.output_dir) / "model"))
+    shown = {"train/loss": "train/loss", "val/loss": "val/loss", "train/rewards/margin": "reward margin",
+             "train/rewards/accuracy": "reward accuracy"}
+    final = [f"{label} {metrics[key]:.4f}" for key, label in shown.items() if isinstance(metrics.get(key), float)]
+    done = f"{cfg.get('recipe_name', 'train')} done: {metrics['global_step']} steps in {metrics['train_seconds']} s"
+    lines = [" · ".join([done, *final]),
+             f"  model written to {run / 'model'}",
+             f"  run folder   {run}  (recipe.yaml, metrics.json, checkpoints/, logs/)"]
+    for i, (name, log) in enumerate(metrics.get("logs", {}).items()):
+        view = f"  ·  {log['view']}" if log["view"] else ""
+        lines.append(f"  {'logs' if i == 0 else '':<12} {name}: {log['path']}{view}")
+    world = ""
+    if cfg.data.get("world") and Path(str(cfg.data.path)) != default_world():
+        world = f" --world {quote(str(cfg.data.path))}"
+    lines.append(f"  next         zoo eval {model} --suite smoke{world} --output {quote(str(run / 'results.json'))}")
+    if str(cfg.module.get("_target_", "")).endswith("SFTModule"):
+        data = f" data.path={quote(str(cfg.data.path))}" if world else ""  # the same world's pairs
+        lines.append(f"               zoo train recipe=dpo model=pretrained model.path={model}{data}")
+    print("\n".join(lines))
     return 0
 
 

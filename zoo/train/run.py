@@ -1,8 +1,9 @@
 """The training entry point: compose the Hydra config, instantiate the parts, fit, write the run folder.
 
 Run folder: ``model/`` (a loadable model: weights, config, processor), ``recipe.yaml`` (the resolved
-config), ``checkpoints/`` (Lightning; resume with ``ckpt_path=last``), ``logs/`` (CSV and
-TensorBoard) and ``metrics.json``. A checkpoint holds the data loader's position in its epoch and every
+config), ``checkpoints/`` (Lightning; resume with ``ckpt_path=last``), ``logs/`` (the ``logger`` group's
+loggers, `zoo.train.loggers`: CSV always, TensorBoard by default, or MLflow / W&B) and ``metrics.json``
+(which also records where this attempt's logs are and how to view them, under ``logs``). A checkpoint holds the data loader's position in its epoch and every
 global RNG state, so a run resumed from one (even one killed mid-epoch) ends with the weights the
 uninterrupted run would have.
 """
@@ -53,9 +54,17 @@ def pin_world(cfg: DictConfig) -> None:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit the configured recipe; returns the metrics also written to ``metrics.json``."""
-    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
-    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 
+    from zoo.train.console import (
+        ignore_known_warnings,
+        no_transformers_bars,
+        route_lightning_logs,
+    )
+    from zoo.train.loggers import build_loggers, describe_loggers, finish_loggers
+
+    route_lightning_logs()  # each Lightning log line once
+    ignore_known_warnings()
     validate_config(cfg)  # one clear line for a field that cannot be right, before anything is built
     pin_world(cfg)
     out = Path(cfg.output_dir)
@@ -69,6 +78,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         shutil.rmtree(checkpoints)
     out.mkdir(parents=True, exist_ok=True)
     _atomic_write(out / "recipe.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    # a new version_N (CSV, TensorBoard) or run (MLflow, W&B) per attempt: a resumed run keeps the earlier logs.
+    # Built first: a missing optional package (zoo[mlflow], zoo[wandb]) is said before anything is built
+    loggers = build_loggers(cfg.get("logger"))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     policy = instantiate(cfg.model)
@@ -80,15 +92,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         datamodule.attach(policy.processor, collate=pairs.collate)
     else:
         datamodule.attach(policy.processor)
-    from zoo.train.callbacks import RNGStates
+    from zoo.train.callbacks import RNGStates, RunProgressBar
 
     callbacks = [
         RNGStates(),  # with the data loader's position (zoo.train.data.ResumableLoader): exact resume
         ModelCheckpoint(dirpath=checkpoints, filename="step-{step}", save_last=True,
                         every_n_train_steps=cfg.checkpoint_every, save_top_k=-1),
-        LearningRateMonitor(logging_interval="step"),
-        RichProgressBar(),
     ]
+    if loggers:
+        callbacks.append(LearningRateMonitor(logging_interval="step"))  # it refuses to run without a logger
+    if cfg.trainer.get("enable_progress_bar", True):
+        callbacks.append(RunProgressBar(description=str(cfg.get("recipe_name", "train"))))
     if cfg.get("eval") and cfg.eval.suite:
         from zoo.train.callbacks import EvalCallback
 
@@ -96,14 +110,22 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         runner = instantiate(cfg.eval.runner)  # from the config: zoo.train never imports benchmarks
         callbacks.append(EvalCallback(runner, suite=cfg.eval.suite, every_n_steps=cfg.eval.every_n_steps,
                                       limit=cfg.eval.limit, source=source))
-    # a new version_N per attempt, so a resumed run keeps the logs of the attempts before it
-    loggers = [CSVLogger(out / "logs", name="csv"), TensorBoardLogger(out / "logs", name="tensorboard")]
-    trainer = instantiate(cfg.trainer, default_root_dir=str(out), callbacks=callbacks, logger=loggers)
+    trainer = instantiate(cfg.trainer, default_root_dir=str(out), callbacks=callbacks,
+                          logger=list(loggers.values()) or False)
+    for logger in loggers.values():  # the resolved config as the run's parameters (MLflow params, W&B config …)
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
     start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    except BaseException:
+        finish_loggers(loggers, failed=True)
+        raise
     seconds = time.perf_counter() - start
-    module.save_model(out / "model")
+    logs = describe_loggers(loggers, out)
+    finish_loggers(loggers)
+    with no_transformers_bars():  # save_pretrained's "Writing model shards" bar
+        module.save_model(out / "model")
 
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     metrics.update(
@@ -111,6 +133,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         train_seconds=round(seconds, 2),
         parameters=sum(p.numel() for p in policy.parameters()),
         data=datamodule.skip_summary(),
+        logs=logs,
     )
     _atomic_write(out / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     return metrics
