@@ -56,3 +56,19 @@ def test_bdhs_sampling_quick(tmp_path, tiny_world):
     report = json.loads(out.read_text())
     assert report["identical_outputs"] and report["pairs"] == 6 and report["sentences"] >= 6
     assert all(v > 0 for v in report["pairs_per_second"].values()) and report["ratio"] > 0
+
+
+@pytest.mark.slow
+def test_group_sampling_quick(tmp_path, tiny_world):
+    """The shared prefill and K separate prefills sample the same responses; both rates are reported."""
+    from benchmarks.speed.group_sampling import main
+    from tests.conftest import build_tiny_policy
+
+    model = tmp_path / "model"
+    build_tiny_policy().backbone.save_pretrained(model)
+    out = tmp_path / "group.json"
+    assert main(["--model", str(model), "--world", str(tiny_world), "--prompts", "4", "--k", "3", "--rounds", "1",
+                 "--max-new-tokens", "6", "--output", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["identical_outputs"] and report["prompts"] == 4 and report["k"] == 3
+    assert report["generated_tokens"] > 0 and all(v > 0 for v in report["tokens_per_second"].values())

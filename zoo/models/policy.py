@@ -293,14 +293,49 @@ class Policy(nn.Module):
             batch, media, media_keep, logits_to_keep=1,
             unpadded="generate needs left-padded prompts (collate with padding_side='left')",
         )
-        ids = batch["input_ids"]
-        tok = self.tokenizer
+        return self._decode(out, position_ids, attention_mask, max_new_tokens, do_sample, temperature, top_p,
+                            stop_token_ids, generator)
+
+    def generate_group(
+        self,
+        batch: Batch,
+        k: int,
+        media: Media | None = None,
+        media_keep: torch.Tensor | None = None,
+        max_new_tokens: int = 64,
+        do_sample: bool = True,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        stop_token_ids: list[int] | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Generation:
+        """K responses to every (left-padded) prompt: media encoded and the prompt prefilled once, then its KV
+        cache copied K ways and all B·K rows decoded together. Rows are prompt-major (response j of prompt i is
+        row i·K + j): the same rows, logits and — with the same ``generator`` — samples as `generate` on the
+        batch with each prompt repeated K times, which prefills every copy (`tests/models/test_group_generate.py`).
+        """
+        if k < 1:
+            raise ValueError(f"generate_group needs k >= 1, not {k}")
+        out, position_ids, attention_mask = self._prefill(
+            batch, media, media_keep, logits_to_keep=1,
+            unpadded="generate_group needs left-padded prompts (collate with padding_side='left')",
+        )
+        rows = torch.arange(batch["input_ids"].shape[0], device=attention_mask.device).repeat_interleave(k)
+        out.cache.reorder_cache(rows)  # each prompt's cache, K times
+        shared = _Step(out.logits.index_select(0, rows), out.cache)
+        return self._decode(shared, position_ids.index_select(-2, rows), attention_mask.index_select(0, rows),
+                            max_new_tokens, do_sample, temperature, top_p, stop_token_ids, generator)
+
+    def _decode(self, out, position_ids, attention_mask, max_new_tokens, do_sample, temperature, top_p,
+                stop_token_ids, generator) -> Generation:
+        """The decoding loop after a prefill: ``out`` holds the last position's logits and the KV cache."""
+        tok, device = self.tokenizer, attention_mask.device
         stops = set(stop_token_ids) if stop_token_ids is not None else {tok.eos_token_id}
-        stop_t = torch.tensor(sorted(stops), device=ids.device)
+        stop_t = torch.tensor(sorted(stops), device=device)
         pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-        banned = torch.tensor(self.backbone.media_token_ids, dtype=torch.long, device=ids.device)
-        B = ids.shape[0]
-        finished = torch.zeros(B, dtype=torch.bool, device=ids.device)
+        banned = torch.tensor(self.backbone.media_token_ids, dtype=torch.long, device=device)
+        B = attention_mask.shape[0]
+        finished = torch.zeros(B, dtype=torch.bool, device=device)
         new_tokens = []
         for step in range(max_new_tokens):
             logits = out.logits[:, -1].float()
@@ -324,6 +359,13 @@ class Policy(nn.Module):
             done.append(cut is not None)
         texts = tok.batch_decode(token_ids, skip_special_tokens=True)
         return Generation(token_ids, [t.strip() for t in texts], done)
+
+
+@dataclass
+class _Step:
+    """What a decoding step reads of a forward's output: the logits and the KV cache."""
+    logits: torch.Tensor
+    cache: Any
 
 
 def response_logps(logits: torch.Tensor, labels: torch.Tensor) -> SequenceLogps:
