@@ -1,0 +1,141 @@
+"""On-policy pairs: online DPO and Mixed-DPO (Guo et al. 2024; the BDHS paper's baselines).
+
+Each step the current policy samples K responses to every prompt of the batch in one group generation
+(`Policy.generate_group`: media and prompt once, the KV cache copied K ways), a judge (`zoo.align.judges`)
+scores them, and the best and the worst become the pair. A group whose best and worst score the same (a
+tie) teaches nothing: it falls back to the dataset's own pair and is counted (``online/ties``). A response
+the length limit cut off (no EOS) is dropped from the candidates (``eos="drop"``) or scored
+``eos_penalty`` lower (``eos="penalize"``); counted as ``online/no_eos``.
+
+Mixed-DPO: each example takes the fresh online pair with probability ``mix`` and the dataset's pair
+otherwise, drawn from (seed, example, step) alone — so batching and resuming change nothing. ``mix=1``
+is online DPO.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from zoo.align.pairs import PAIR_SOURCES, PairSource
+from zoo.data.batches import ExampleBatch, GroupBatch
+from zoo.data.collate import pad_batch, pad_groups
+from zoo.models.policy import Policy, eval_mode
+
+EOS_RULES = ("drop", "penalize")
+
+
+def select_pair(scores: Sequence[float], finished: Sequence[bool], eos: str = "drop",
+                eos_penalty: float = 1.0) -> tuple[int, int] | None:
+    """(best, worst) indices of one group of K scored responses, or None when it teaches nothing: fewer than
+    two candidates left, or best and worst tied. Ties among the best (or the worst) go to the first."""
+    if eos not in EOS_RULES:
+        raise ValueError(f"eos must be one of {', '.join(EOS_RULES)}, not {eos!r}")
+    if eos == "drop":
+        candidates = [(s, i) for i, (s, done) in enumerate(zip(scores, finished)) if done]
+    else:
+        candidates = [(s - (0.0 if done else eos_penalty), i) for i, (s, done) in enumerate(zip(scores, finished))]
+    if len(candidates) < 2:
+        return None
+    best = max(candidates, key=lambda c: (c[0], -c[1]))
+    worst = min(candidates, key=lambda c: (c[0], c[1]))
+    return None if best[0] == worst[0] else (best[1], worst[1])
+
+
+def takes_online(seed: int, index: Any, step: int, mix: float) -> bool:
+    """Mixed-DPO's Bernoulli(``mix``) for one example at one step, from (seed, example, step) alone."""
+    if mix >= 1:
+        return True
+    if mix <= 0:
+        return False
+    key = zlib.crc32(json.dumps(index, default=str).encode())
+    return bool(np.random.default_rng([seed, key, step, 0x6D6978]).random() < mix)
+
+
+@PAIR_SOURCES.register("online_dpo")
+class OnlineDPOPairs(PairSource):
+    """Online DPO / Mixed-DPO (module docstring). ``judge``: a `zoo.align.judges.Judge` (built by Hydra);
+    ``source`` / ``split``: the rows whose fields the judge reads (the image's objects), by example."""
+
+    online = True
+
+    def __init__(self, judge, source: str, split: str = "pairs", k: int = 8, mix: float = 1.0,
+                 temperature: float = 1.0, max_new_tokens: int = 48, eos: str = "drop", eos_penalty: float = 1.0,
+                 seed: int = 0, layout: str = "shared_prefix"):
+        super().__init__(layout)
+        if not isinstance(k, int) or isinstance(k, bool) or k < 2:
+            raise ValueError(f"online DPO: k (responses per prompt) must be an integer >= 2, not {k!r}")
+        if isinstance(mix, bool) or not isinstance(mix, (int, float)) or not 0 <= mix <= 1:
+            raise ValueError(f"online DPO: mix (the share of online pairs) must be in [0, 1], not {mix!r}")
+        if eos not in EOS_RULES:
+            raise ValueError(f"online DPO: eos must be one of {', '.join(EOS_RULES)}, not {eos!r}")
+        if not callable(judge):
+            raise ValueError(f"online DPO: judge must be a judge (zoo.align.judges), not {judge!r}")
+        self.judge, self.source, self.split, self.k, self.mix = judge, source, split, k, float(mix)
+        self.temperature, self.max_new_tokens, self.eos, self.eos_penalty = temperature, max_new_tokens, eos, eos_penalty
+        self.seed = seed
+        self.references: dict[Any, dict] = {}
+
+    def load_references(self) -> dict[Any, dict]:
+        """The rows the judge checks against, by example index (as the data module names them); read on the
+        first step, once the data module has made its data (a synthetic world is generated then)."""
+        if not self.references:
+            from zoo.data.formats import read_rows
+
+            rows = read_rows(self.source, self.split)
+            self.references = {row.get("example_index", f"{self.split}[{i}]"): row for i, row in enumerate(rows)}
+        return self.references
+
+    def collate(self, groups, pad_token_id: int) -> ExampleBatch:
+        return ExampleBatch(list(groups))  # padded in __call__, once the online pairs exist
+
+    def __call__(self, policy: Policy, batch: ExampleBatch, step: int = 0) -> GroupBatch:
+        if not isinstance(batch, ExampleBatch):
+            raise TypeError("online_dpo needs the encoded groups (its own collate), not a padded batch")
+        tok, groups = policy.tokenizer, list(batch.groups)
+        eos = tok.eos_token_id
+        pad = tok.pad_token_id if tok.pad_token_id is not None else eos
+        device = next(policy.parameters()).device
+        online = [i for i, g in enumerate(groups) if takes_online(self.seed, g.index, step, self.mix)]
+        ties = no_eos = 0
+        best_scores, worst_scores = [], []
+        if online:
+            references = self.load_references()
+            missing = [groups[i].index for i in online if groups[i].index not in references]
+            if missing:
+                raise ValueError(f"online DPO: no reference row for examples {missing[:3]} in {self.source} "
+                                 f"({self.split}): source and split must be the training data's")
+            prompts = pad_batch([groups[i].prompt for i in online], pad, "left")
+            prompts = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in prompts.items()}
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
+            with eval_mode(policy), torch.no_grad():
+                gen = policy.generate_group(prompts, self.k, max_new_tokens=self.max_new_tokens, do_sample=True,
+                                            temperature=self.temperature, generator=generator)
+            refs = [references[groups[i].index] for i in online for _ in range(self.k)]
+            scores = self.judge(gen.texts, refs)
+            no_eos = sum(not done for done in gen.finished)
+            for n, i in enumerate(online):
+                rows = range(n * self.k, (n + 1) * self.k)
+                picked = select_pair([scores[r] for r in rows], [gen.finished[r] for r in rows], self.eos,
+                                     self.eos_penalty)
+                if picked is None:
+                    ties += 1
+                    continue
+                best, worst = (rows[p] for p in picked)
+                best_scores.append(scores[best])
+                worst_scores.append(scores[worst])
+                responses = [torch.tensor(gen.token_ids[r] if gen.finished[r] else gen.token_ids[r] + [eos],
+                                          dtype=torch.long) for r in (best, worst)]
+                groups[i] = groups[i].with_responses(responses)
+        n = len(groups)
+        self.metrics = {"online/share": (len(online) - ties) / n, "online/ties": ties / max(1, len(online)),
+                        "online/no_eos": no_eos / max(1, len(online) * self.k)}
+        if best_scores:
+            self.metrics.update({"online/score_best": sum(best_scores) / len(best_scores),
+                                 "online/score_worst": sum(worst_scores) / len(worst_scores)})
+        return pad_groups(groups, pad, self.layout, pairs=((0, 1, 1.0),)).to(device)
