@@ -48,6 +48,8 @@ ROWS: dict[str, Row] = {
     "dpo_no_sft": Row("control: DPO without the SFT term", "dpo_no_sft"),
     "bdhs": Row("offline BDHS", "bdhs"),
     "online_bdhs": Row("online BDHS", "online_bdhs", slow=True),
+    "online_dpo": Row("online DPO (verifier, K = 8)", "online_dpo", slow=True),
+    "mixed_dpo": Row("Mixed-DPO (p = 0.5)", "mixed_dpo", slow=True),
 }
 # (task, metric) columns of the table, the headline first
 COLUMNS = (
