@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra import compose, initialize_config_module
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from zoo.train.validate import ConfigError
 
@@ -112,7 +112,9 @@ def describe_config() -> str:
     with initialize_config_module(config_module="recipes", version_base=None):
         full = compose(config_name="train", return_hydra_config=True)
     defaults = dict(full.hydra.runtime.choices)  # group -> the option train.yaml's defaults (or a recipe) pick
-    cfg = compose_config()
+    with open_dict(full):
+        del full["hydra"]  # what is left is the job's config: the keys `zoo train` takes
+    cfg = full
     lines = ["config groups (pick one option: GROUP=OPTION):"]
     for group, options in groups.items():
         chosen = f"default: {defaults[group]}" if defaults.get(group) else "set by the recipe"

@@ -25,7 +25,7 @@ import torch
 from zoo.align.pairs import PAIR_SOURCES, PairSource
 from zoo.data.batches import ExampleBatch, GroupBatch
 from zoo.data.collate import pad_batch, pad_groups
-from zoo.models.policy import Policy, eval_mode
+from zoo.models.policy import Policy, eval_mode, to_device
 
 EOS_RULES = ("drop", "penalize")
 
@@ -110,8 +110,7 @@ class OnlineDPOPairs(PairSource):
             if missing:
                 raise ValueError(f"online DPO: no reference row for examples {missing[:3]} in {self.source} "
                                  f"({self.split}): source and split must be the training data's")
-            prompts = pad_batch([groups[i].prompt for i in online], pad, "left")
-            prompts = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in prompts.items()}
+            prompts = to_device(pad_batch([groups[i].prompt for i in online], pad, "left"), device)
             generator = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
             with eval_mode(policy), torch.no_grad():
                 gen = policy.generate_group(prompts, self.k, max_new_tokens=self.max_new_tokens, do_sample=True,
