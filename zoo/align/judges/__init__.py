@@ -7,12 +7,18 @@ prompt: for a synthetic world, its ground truth) to one score each, higher is be
 * ``verifier`` — a synthetic world's programmatic check: every object named that the image lacks is a
   hallucination (−1 each), every object present and not named an omission (−``omission_weight`` each).
 * ``weighted`` — a weighted sum of other judges.
+
+Adding a judge is one new file in this package that registers its class with ``@JUDGES.register("name")``
+(every module here is imported with the package), plus its test.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+import importlib
+import pkgutil
 
 from zoo.registry import Registry
 
@@ -75,3 +81,8 @@ class WeightedJudge(Judge):
             for i, score in enumerate(judge(texts, references)):
                 total[i] += weight * score
         return total
+
+
+# Every module of this package registers its judges on import: a new judge is one new file.
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
