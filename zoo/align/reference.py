@@ -96,6 +96,15 @@ class Reference(nn.Module, ABC):
         out = self.group_logps(policy, batch, media)
         return None if out is None else (out[:, 0], out[:, 1])
 
+    def group_token_logps(self, policy: Policy, batch: GroupBatch, media: Media | None = None) -> torch.Tensor | None:
+        """Per-token log-probs ``[B, K, T]`` of every response (policy-gradient objectives' KL); summed over T
+        they are `group_logps`."""
+        raise ValueError(f"the {type(self).__name__} reference has no per-token log-probs: policy-gradient "
+                         "objectives (grpo, rloo …) need reference=frozen or lora_disabled (or none with beta=0)")
+
+    def on_step(self, policy: Policy, step: int) -> None:
+        """After each optimizer step (``step``: the global step, already counted); TR-DPO's refresh."""
+
 
 def _media_parts(model: nn.Module) -> list[nn.Module | nn.Parameter]:
     """What turns media into language-model inputs (the composed model's and every family's media modules)."""
@@ -123,6 +132,14 @@ def _eval_group_logps(policy: Policy, batch: GroupBatch, media: Media | None) ->
         return torch.stack([s.logps.detach() for s in policy.group_logps(batch, media=media)], 1)
 
 
+@torch.no_grad()
+def _eval_group_token_logps(policy: Policy, batch: GroupBatch, media: Media | None) -> torch.Tensor:
+    from zoo.align.objectives.base import stack_tokens
+
+    with eval_mode(policy):
+        return stack_tokens([s.token_logps.detach() for s in policy.group_logps(batch, media=media)])
+
+
 @REFERENCES.register("none")
 class NoReference(Reference):
     """No reference model: for objectives that train without one."""
@@ -135,17 +152,46 @@ class NoReference(Reference):
     def group_logps(self, policy, batch, media=None):
         return None
 
+    def group_token_logps(self, policy, batch, media=None):
+        return None
+
 
 @REFERENCES.register("frozen")
 class FrozenReference(Reference):
-    """A frozen deep copy of the policy's model, taken at `attach` (or construction, given the policy)."""
+    """A frozen deep copy of the policy's model, taken at `attach` (or construction, given the policy).
 
-    def __init__(self, policy: Policy | None = None, reuse_media: bool | None = None):
+    ``refresh_every`` τ > 0 moves it towards the policy every τ optimizer steps (TR-DPO: Gorbatovski et al.,
+    "Learn Your Reference Model for Real Good Alignment", arXiv:2404.09656): θ_ref ← α θ + (1 − α) θ_ref with
+    α = ``refresh_alpha`` — α = 1 the hard update (a copy), α < 1 the soft one. 0 (the default) never moves it.
+    """
+
+    def __init__(self, policy: Policy | None = None, reuse_media: bool | None = None, refresh_every: int = 0,
+                 refresh_alpha: float = 1.0):
         super().__init__()
+        if isinstance(refresh_every, bool) or not isinstance(refresh_every, int) or refresh_every < 0:
+            raise ValueError(f"frozen reference: refresh_every must be an integer >= 0 (0: never), not {refresh_every!r}")
+        if isinstance(refresh_alpha, bool) or not isinstance(refresh_alpha, (int, float)) or not 0 < refresh_alpha <= 1:
+            raise ValueError(f"frozen reference: refresh_alpha must be in (0, 1], not {refresh_alpha!r}")
         self.reuse_media_setting = reuse_media
+        self.refresh_every, self.refresh_alpha = refresh_every, float(refresh_alpha)
         self.policy: Policy | None = None
         if policy is not None:
             self.attach(policy)
+
+    @torch.no_grad()
+    def refresh(self, policy: Policy) -> None:
+        """θ_ref ← α θ + (1 − α) θ_ref for every parameter; buffers are copied."""
+        own = dict(self._own().model.named_parameters())
+        for name, param in policy.model.named_parameters():
+            own[name].lerp_(param.detach().to(own[name].dtype), self.refresh_alpha)
+        own_buffers = dict(self._own().model.named_buffers())
+        for name, buf in policy.model.named_buffers():
+            if name in own_buffers:
+                own_buffers[name].copy_(buf)
+
+    def on_step(self, policy: Policy, step: int) -> None:
+        if self.refresh_every and step > 0 and step % self.refresh_every == 0:
+            self.refresh(policy)
 
     def attach(self, policy: Policy) -> FrozenReference:
         model = copy.deepcopy(policy.model).eval().requires_grad_(False)
@@ -170,6 +216,9 @@ class FrozenReference(Reference):
     def group_logps(self, policy: Policy, batch: GroupBatch, media: Media | None = None) -> torch.Tensor:
         return _eval_group_logps(self._own(), batch, media if self.reuse_media else None)
 
+    def group_token_logps(self, policy: Policy, batch: GroupBatch, media: Media | None = None) -> torch.Tensor:
+        return _eval_group_token_logps(self._own(), batch, media if self.reuse_media else None)
+
 
 @REFERENCES.register("lora_disabled")
 class LoRAReference(Reference):
@@ -186,6 +235,10 @@ class LoRAReference(Reference):
     def group_logps(self, policy: Policy, batch: GroupBatch, media: Media | None = None) -> torch.Tensor:
         with find_peft_model(policy.model).disable_adapter():
             return _eval_group_logps(policy, batch, media)
+
+    def group_token_logps(self, policy: Policy, batch: GroupBatch, media: Media | None = None) -> torch.Tensor:
+        with find_peft_model(policy.model).disable_adapter():
+            return _eval_group_token_logps(policy, batch, media)
 
 
 # ---------------------------------------------------------------- cache keys

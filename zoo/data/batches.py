@@ -107,6 +107,9 @@ class GroupBatch:
     pairs: tuple[PairSpec, ...] = CHOSEN_REJECTED  # pairwise objectives compare these slots
     scores: torch.Tensor | None = None  # [B, K], higher is better (ranked data)
     pair_names: tuple[str, ...] = ()  # metric prefixes of pairs after the first (e.g. "external")
+    # [B, K, T] per-token log-probs of the responses under the policy that sampled them (online sources
+    # reusing a sample for several updates); None: the current policy's
+    behaviour: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.example_index)
@@ -128,7 +131,8 @@ class PrefixGroups(GroupBatch):
 
     def to(self, device) -> PrefixGroups:
         return replace(self, prompt=_to(self.prompt, device), responses=self.responses.to(device),
-                       scores=None if self.scores is None else self.scores.to(device))
+                       scores=None if self.scores is None else self.scores.to(device),
+                       behaviour=None if self.behaviour is None else self.behaviour.to(device))
 
 
 @dataclass
@@ -141,7 +145,8 @@ class ConcatGroups(GroupBatch):
 
     def to(self, device) -> ConcatGroups:
         return replace(self, sides=[_to(s, device) for s in self.sides],
-                       scores=None if self.scores is None else self.scores.to(device))
+                       scores=None if self.scores is None else self.scores.to(device),
+                       behaviour=None if self.behaviour is None else self.behaviour.to(device))
 
 
 @dataclass

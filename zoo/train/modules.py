@@ -10,7 +10,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from zoo.align.objectives import GroupLogps, Objective
+from zoo.align.objectives import GroupLogps, Objective, TokenLogps, stack_tokens
 from zoo.align.pairs import PairSource
 from zoo.align.reference import NoReference, Reference
 from zoo.models.policy import Policy
@@ -126,12 +126,23 @@ class PreferenceModule(PolicyModule):
         groups = self.pairs(self.policy, batch, step=self.global_step)
         media = self.policy.encode_media(groups.media_batch)
         slots = self.policy.group_logps(groups, media)
-        lp = GroupLogps(policy=torch.stack([s.logps for s in slots], 1),
-                        reference=self.reference.group_logps(self.policy, groups, media),
-                        lengths=torch.stack([s.lengths for s in slots], 1), scores=groups.scores)
+        tokens = None
+        if self.objective.needs_tokens:  # policy-gradient terms: per-token ratios and KL
+            ref_tokens = self.reference.group_token_logps(self.policy, groups, media)
+            tokens = TokenLogps(policy=stack_tokens([s.token_logps for s in slots]),
+                                mask=stack_tokens([s.mask for s in slots]), reference=ref_tokens,
+                                old=groups.behaviour)
+            reference = None if ref_tokens is None else ref_tokens.sum(-1)
+        else:
+            reference = self.reference.group_logps(self.policy, groups, media)
+        lp = GroupLogps(policy=torch.stack([s.logps for s in slots], 1), reference=reference,
+                        lengths=torch.stack([s.lengths for s in slots], 1), scores=groups.scores, tokens=tokens)
         losses, metrics = self.objective(lp, groups.pairs, groups.pair_names)
         metrics.update({k: torch.as_tensor(float(v)) for k, v in self.pairs.metrics.items()})
         return losses.mean(), metrics
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        self.reference.on_step(self.policy, self.global_step)  # after the optimizer step (TR-DPO's refresh)
 
     def step(self, batch, stage: str) -> torch.Tensor:
         loss, metrics = self.loss(batch)

@@ -14,6 +14,9 @@ the per-example loss ``[B]``. Metrics are computed once, by the caller (`Objecti
   Reference-free objectives (``simpo``, ``sft``) accept ``lp.reference is None``.
 * **Ranked** objectives (registry ``RANKED_OBJECTIVES``) see the whole group: ``lp.policy``,
   ``lp.reference`` (may be None), ``lp.lengths`` and ``lp.scores`` ``[B, K]`` (higher is better).
+* **Policy-gradient** objectives (``policy_gradient.py``: GRPO, Dr. GRPO, DAPO, RLOO) are ranked ones
+  registered with ``tokens=True``: they also read ``lp.tokens`` (`TokenLogps`, ``[B, K, T]``: policy,
+  reference, the sampling policy, mask) and ``lp.scores`` are the judge's rewards.
 
 ``beta`` is the inverse temperature / KL-regularisation strength (its exact role is given per
 objective). Objectives are pure: no state, no parameters, no reduction, no device or dtype changes.
@@ -39,7 +42,9 @@ from zoo.align.objectives.base import (
     RANKED_OBJECTIVES,
     GroupLogps,
     Objective,
+    TokenLogps,
     objective,
+    stack_tokens,
     preference_metrics,
     ranked_metrics,
 )
@@ -55,8 +60,10 @@ __all__ = [
     "RANKED_OBJECTIVES",
     "GroupLogps",
     "Objective",
+    "TokenLogps",
     "curriculum_pairs",
     "objective",
     "preference_metrics",
     "ranked_metrics",
+    "stack_tokens",
 ]

@@ -20,15 +20,39 @@ RANKED_OBJECTIVES: Registry[LossFn] = Registry("ranked objective")
 """Objectives over K ranked responses per prompt."""
 
 
-def objective(name: str, ranked: bool = False, needs_reference: bool = True) -> Callable[[LossFn], LossFn]:
+def objective(name: str, ranked: bool = False, needs_reference: bool | Callable[[dict], bool] = True,
+              tokens: bool = False, metrics: Callable[..., dict[str, Tensor]] | None = None
+              ) -> Callable[[LossFn], LossFn]:
     """Register a loss: ``@objective("sigmoid")``; ``ranked`` puts it in RANKED_OBJECTIVES;
-    ``needs_reference=False`` marks a loss that trains without a reference model."""
+    ``needs_reference=False`` marks a loss that trains without a reference model (a function of the term's
+    hyper-parameters when that depends on them, e.g. a KL weight of 0); ``tokens`` a loss that needs the
+    per-token log-probs (``lp.tokens``); ``metrics(lp, **hparams)`` the term's own metrics, which replace the
+    ranked ones."""
 
     def add(fn: LossFn) -> LossFn:
-        fn.needs_reference = needs_reference
+        fn.needs_reference, fn.needs_tokens, fn.metrics = needs_reference, tokens, metrics
         return (RANKED_OBJECTIVES if ranked else OBJECTIVES).register(name, fn)
 
     return add
+
+
+@dataclass
+class TokenLogps:
+    """Per-token log-probs of K responses per prompt, ``[B, K, T]`` (0 outside the response): what
+    policy-gradient objectives (GRPO, RLOO) need for per-token ratios and KL."""
+
+    policy: Tensor  # with gradient
+    mask: Tensor  # 1 on response tokens
+    reference: Tensor | None = None  # without gradient
+    old: Tensor | None = None  # the policy that sampled the responses (None: the current one, detached)
+
+
+def stack_tokens(slots: Sequence[Tensor]) -> Tensor:
+    """K per-slot ``[B, T_k]`` token tensors as one ``[B, K, T]``, right-padded with 0 (the shared-prefix layout
+    gives every slot the same T; the concat layout does not). Positions stay aligned between the policy and
+    the reference because both are computed on the same batch."""
+    width = max(t.shape[-1] for t in slots)
+    return torch.stack([torch.nn.functional.pad(t, (0, width - t.shape[-1])) for t in slots], 1)
 
 
 @dataclass
@@ -38,7 +62,8 @@ class GroupLogps:
     policy: Tensor  # [B, K], with gradient
     reference: Tensor | None = None  # [B, K], without; None for reference-free training
     lengths: Tensor | None = None  # [B, K] response tokens
-    scores: Tensor | None = None  # [B, K] ranked data, higher is better
+    scores: Tensor | None = None  # [B, K] ranked data (or a judge's rewards), higher is better
+    tokens: TokenLogps | None = None  # per-token log-probs, for objectives registered with tokens=True
 
     @classmethod
     def pair(cls, chosen, rejected, ref_chosen=None, ref_rejected=None, chosen_lengths=None,
@@ -131,10 +156,18 @@ HPARAM_RULES: dict[str, tuple[Callable[[float], bool], str]] = {
     "label_smoothing": (lambda v: 0 <= v < 0.5, "in [0, 0.5)"),
     "gamma": (lambda v: v >= 0, ">= 0"),
     "rpo_alpha": (lambda v: v > 0, "> 0"),
+    "epsilon": (lambda v: 0 < v < 1, "in (0, 1)"),  # PPO-style clip range of the importance ratio
+    "epsilon_high": (lambda v: v > 0, "> 0"),
+    "max_tokens": (lambda v: v >= 1, ">= 1"),
 }
 
 
-def check_hparams(hparams: Mapping[str, object], where: str = "objective") -> None:
+# In policy-gradient terms β weighs a KL penalty: 0 switches it off (DAPO's, Dr. GRPO's default).
+KL_WEIGHT_RULES = {**HPARAM_RULES, "beta": (lambda v: v >= 0, ">= 0")}
+
+
+def check_hparams(hparams: Mapping[str, object], where: str = "objective",
+                  rules: Mapping[str, tuple[Callable[[float], bool], str]] = HPARAM_RULES) -> None:
     """Refuse hyper-parameter values that no objective is meant for, with one line naming the value."""
     for name, value in hparams.items():
         if name == "normalize":
@@ -143,13 +176,18 @@ def check_hparams(hparams: Mapping[str, object], where: str = "objective") -> No
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"{where}: {name} must be a number, not {value!r}")
-        rule = HPARAM_RULES.get(name)
+        rule = rules.get(name)
         if rule is not None and not rule[0](value):
             raise ValueError(f"{where}: {name} must be {rule[1]}, not {value!r}")
 
 
 def _hparams_of(fn: Callable) -> set[str]:
     return {p.name for p in inspect.signature(fn).parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+def _defaults_of(fn: Callable) -> dict[str, object]:
+    return {p.name: p.default for p in inspect.signature(fn).parameters.values()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is not inspect.Parameter.empty}
 
 
 class Objective:
@@ -192,14 +230,21 @@ class Objective:
             takes = sorted(set().union(*accepted.values()))
             raise TypeError(f"objective: no term among {sorted(self.fns)} takes {sorted(unknown)} "
                             f"(they take {', '.join(takes) or 'nothing'})")
-        check_hparams(self.hparams)
+        pg_only = all(fn.needs_tokens for fn in self.fns.values())
+        check_hparams(self.hparams, rules=KL_WEIGHT_RULES if pg_only else HPARAM_RULES)
         self._kwargs = {name: {k: v for k, v in self.hparams.items() if k in accepted[name]} for name in self.fns}
         self.beta = float(self.hparams.get("beta", 0.1))
 
     @property
     def needs_reference(self) -> bool:
         """False when every term trains without a reference (then ``reference=none`` is allowed)."""
-        return any(fn.needs_reference for fn in self.fns.values())
+        return any(fn.needs_reference(_defaults_of(fn) | self._kwargs[name]) if callable(fn.needs_reference)
+                   else fn.needs_reference for name, fn in self.fns.items())
+
+    @property
+    def needs_tokens(self) -> bool:
+        """True when a term needs per-token log-probs (``GroupLogps.tokens``)."""
+        return any(fn.needs_tokens for fn in self.fns.values())
 
     def __repr__(self) -> str:
         terms = " + ".join(f"{w:g}·{n}" for n, w in self.weights.items())
@@ -224,7 +269,10 @@ class Objective:
         for n, (i, j, _) in enumerate(pairs):
             prefix = "" if n == 0 else f"{pair_names[n - 1] if n - 1 < len(pair_names) else f'pair{n}'}/"
             metrics.update({prefix + k: v for k, v in preference_metrics(lp.select(i, j), self.beta).items()})
-        if self.ranked:
+        own = [name for name, fn in self.fns.items() if fn.metrics is not None]
+        for name in own:
+            metrics.update(self.fns[name].metrics(lp, **self._kwargs[name]))
+        if self.ranked and not own:
             ref = lp.reference if lp.reference is not None else torch.zeros_like(lp.policy)
             metrics.update({f"ranked/{k.split('/')[-1]}": v for k, v in
                             ranked_metrics(self.beta * (lp.policy - ref), lp.scores).items()})

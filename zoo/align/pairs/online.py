@@ -1,4 +1,5 @@
-"""On-policy pairs: online DPO and Mixed-DPO (Guo et al. 2024; the BDHS paper's baselines).
+"""On-policy pairs and groups: online DPO, Mixed-DPO (Guo et al. 2024; the BDHS paper's baselines) and the
+group source of GRPO / RLOO.
 
 Each step the current policy samples K responses to every prompt of the batch in one group generation
 (`Policy.generate_group`: media and prompt once, the KV cache copied K ways), a judge (`zoo.align.judges`)
@@ -10,6 +11,12 @@ the length limit cut off (no EOS) is dropped from the candidates (``eos="drop"``
 Mixed-DPO: each example takes the fresh online pair with probability ``mix`` and the dataset's pair
 otherwise, drawn from (seed, example, step) alone — so batching and resuming change nothing. ``mix=1``
 is online DPO.
+
+The group source (``online_group``) keeps all K responses with the judge's scores as rewards, for the
+policy-gradient objectives (`zoo.align.objectives.policy_gradient`). A response without EOS is scored
+``eos_penalty`` lower; ``drop_uniform`` drops the groups whose rewards are all equal (DAPO's dynamic
+sampling, without its refill: they carry no advantage); ``iterations`` μ > 1 reuses one sample for μ updates,
+with the sampling policy's per-token log-probs kept for the clipped importance ratio.
 """
 
 from __future__ import annotations
@@ -23,7 +30,8 @@ import numpy as np
 import torch
 
 from zoo.align.pairs import PAIR_SOURCES, PairSource
-from zoo.data.batches import ExampleBatch, GroupBatch
+from zoo.align.objectives.base import stack_tokens
+from zoo.data.batches import EncodedGroup, ExampleBatch, GroupBatch
 from zoo.data.collate import pad_batch, pad_groups
 from zoo.models.policy import Policy, eval_mode, to_device
 
@@ -57,27 +65,23 @@ def takes_online(seed: int, index: Any, step: int, mix: float) -> bool:
     return bool(np.random.default_rng([seed, key, step, 0x6D6978]).random() < mix)
 
 
-@PAIR_SOURCES.register("online_dpo")
-class OnlineDPOPairs(PairSource):
-    """Online DPO / Mixed-DPO (module docstring). ``judge``: a `zoo.align.judges.Judge` (built by Hydra);
+class OnlineSampler(PairSource):
+    """What the online sources share: K samples per prompt from the current policy (one group generation,
+    media and prompt once), scored by a judge. ``judge``: a `zoo.align.judges.Judge` (built by Hydra);
     ``source`` / ``split``: the rows whose fields the judge reads (the image's objects), by example."""
 
     online = True
+    name = "online"
 
-    def __init__(self, judge, source: str, split: str = "pairs", k: int = 8, mix: float = 1.0,
-                 temperature: float = 1.0, max_new_tokens: int = 48, eos: str = "drop", eos_penalty: float = 1.0,
-                 seed: int = 0, layout: str = "shared_prefix"):
+    def __init__(self, judge, source: str, split: str = "pairs", k: int = 8, temperature: float = 1.0,
+                 max_new_tokens: int = 48, eos_penalty: float = 1.0, seed: int = 0, layout: str = "shared_prefix"):
         super().__init__(layout)
         if not isinstance(k, int) or isinstance(k, bool) or k < 2:
-            raise ValueError(f"online DPO: k (responses per prompt) must be an integer >= 2, not {k!r}")
-        if isinstance(mix, bool) or not isinstance(mix, (int, float)) or not 0 <= mix <= 1:
-            raise ValueError(f"online DPO: mix (the share of online pairs) must be in [0, 1], not {mix!r}")
-        if eos not in EOS_RULES:
-            raise ValueError(f"online DPO: eos must be one of {', '.join(EOS_RULES)}, not {eos!r}")
+            raise ValueError(f"{self.name}: k (responses per prompt) must be an integer >= 2, not {k!r}")
         if not callable(judge):
-            raise ValueError(f"online DPO: judge must be a judge (zoo.align.judges), not {judge!r}")
-        self.judge, self.source, self.split, self.k, self.mix = judge, source, split, k, float(mix)
-        self.temperature, self.max_new_tokens, self.eos, self.eos_penalty = temperature, max_new_tokens, eos, eos_penalty
+            raise ValueError(f"{self.name}: judge must be a judge (zoo.align.judges), not {judge!r}")
+        self.judge, self.source, self.split, self.k = judge, source, split, k
+        self.temperature, self.max_new_tokens, self.eos_penalty = temperature, max_new_tokens, eos_penalty
         self.seed = seed
         self.references: dict[Any, dict] = {}
 
@@ -92,11 +96,54 @@ class OnlineDPOPairs(PairSource):
         return self.references
 
     def collate(self, groups, pad_token_id: int) -> ExampleBatch:
-        return ExampleBatch(list(groups))  # padded in __call__, once the online pairs exist
+        return ExampleBatch(list(groups))  # padded in __call__, once the online responses exist
+
+    def sample(self, policy: Policy, groups: Sequence[EncodedGroup], step: int):
+        """``(generation, scores)``: K responses to each group's prompt (prompt-major rows) and their scores."""
+        references = self.load_references()
+        missing = [g.index for g in groups if g.index not in references]
+        if missing:
+            raise ValueError(f"{self.name}: no reference row for examples {missing[:3]} in {self.source} "
+                             f"({self.split}): source and split must be the training data's")
+        tok = policy.tokenizer
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        device = next(policy.parameters()).device
+        prompts = to_device(pad_batch([g.prompt for g in groups], pad, "left"), device)
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
+        with eval_mode(policy), torch.no_grad():
+            gen = policy.generate_group(prompts, self.k, max_new_tokens=self.max_new_tokens, do_sample=True,
+                                        temperature=self.temperature, generator=generator)
+        scores = self.judge(gen.texts, [references[g.index] for g in groups for _ in range(self.k)])
+        return gen, scores
+
+    @staticmethod
+    def response_ids(gen, row: int, eos: int) -> torch.Tensor:
+        """Row ``row``'s response as the training sees it: EOS appended when the length limit cut it off."""
+        return torch.tensor(gen.token_ids[row] if gen.finished[row] else gen.token_ids[row] + [eos], dtype=torch.long)
+
+    def _check_batch(self, batch) -> None:
+        if not isinstance(batch, ExampleBatch):
+            raise TypeError(f"{self.name} needs the encoded groups (its own collate), not a padded batch")
+
+
+@PAIR_SOURCES.register("online_dpo")
+class OnlineDPOPairs(OnlineSampler):
+    """Online DPO / Mixed-DPO (module docstring)."""
+
+    name = "online DPO"
+
+    def __init__(self, judge, source: str, split: str = "pairs", k: int = 8, mix: float = 1.0,
+                 temperature: float = 1.0, max_new_tokens: int = 48, eos: str = "drop", eos_penalty: float = 1.0,
+                 seed: int = 0, layout: str = "shared_prefix"):
+        if isinstance(mix, bool) or not isinstance(mix, (int, float)) or not 0 <= mix <= 1:
+            raise ValueError(f"online DPO: mix (the share of online pairs) must be in [0, 1], not {mix!r}")
+        if eos not in EOS_RULES:
+            raise ValueError(f"online DPO: eos must be one of {', '.join(EOS_RULES)}, not {eos!r}")
+        super().__init__(judge, source, split, k, temperature, max_new_tokens, eos_penalty, seed, layout)
+        self.mix, self.eos = float(mix), eos
 
     def __call__(self, policy: Policy, batch: ExampleBatch, step: int = 0) -> GroupBatch:
-        if not isinstance(batch, ExampleBatch):
-            raise TypeError("online_dpo needs the encoded groups (its own collate), not a padded batch")
+        self._check_batch(batch)
         tok, groups = policy.tokenizer, list(batch.groups)
         eos = tok.eos_token_id
         pad = tok.pad_token_id if tok.pad_token_id is not None else eos
@@ -105,18 +152,7 @@ class OnlineDPOPairs(PairSource):
         ties = no_eos = 0
         best_scores, worst_scores = [], []
         if online:
-            references = self.load_references()
-            missing = [groups[i].index for i in online if groups[i].index not in references]
-            if missing:
-                raise ValueError(f"online DPO: no reference row for examples {missing[:3]} in {self.source} "
-                                 f"({self.split}): source and split must be the training data's")
-            prompts = to_device(pad_batch([groups[i].prompt for i in online], pad, "left"), device)
-            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
-            with eval_mode(policy), torch.no_grad():
-                gen = policy.generate_group(prompts, self.k, max_new_tokens=self.max_new_tokens, do_sample=True,
-                                            temperature=self.temperature, generator=generator)
-            refs = [references[groups[i].index] for i in online for _ in range(self.k)]
-            scores = self.judge(gen.texts, refs)
+            gen, scores = self.sample(policy, [groups[i] for i in online], step)
             no_eos = sum(not done for done in gen.finished)
             for n, i in enumerate(online):
                 rows = range(n * self.k, (n + 1) * self.k)
@@ -128,9 +164,7 @@ class OnlineDPOPairs(PairSource):
                 best, worst = (rows[p] for p in picked)
                 best_scores.append(scores[best])
                 worst_scores.append(scores[worst])
-                responses = [torch.tensor(gen.token_ids[r] if gen.finished[r] else gen.token_ids[r] + [eos],
-                                          dtype=torch.long) for r in (best, worst)]
-                groups[i] = groups[i].with_responses(responses)
+                groups[i] = groups[i].with_responses([self.response_ids(gen, r, eos) for r in (best, worst)])
         n = len(groups)
         self.metrics = {"online/share": (len(online) - ties) / n, "online/ties": ties / max(1, len(online)),
                         "online/no_eos": no_eos / max(1, len(online) * self.k)}
@@ -138,3 +172,54 @@ class OnlineDPOPairs(PairSource):
             self.metrics.update({"online/score_best": sum(best_scores) / len(best_scores),
                                  "online/score_worst": sum(worst_scores) / len(worst_scores)})
         return pad_groups(groups, pad, self.layout, pairs=((0, 1, 1.0),)).to(device)
+
+
+@PAIR_SOURCES.register("online_group")
+class OnlineGroups(OnlineSampler):
+    """The on-policy group of GRPO / RLOO (module docstring): all K responses, the judge's scores as rewards."""
+
+    name = "online groups"
+
+    def __init__(self, judge, source: str, split: str = "pairs", k: int = 8, temperature: float = 1.0,
+                 max_new_tokens: int = 48, eos_penalty: float = 1.0, drop_uniform: bool = False,
+                 iterations: int = 1, seed: int = 0, layout: str = "shared_prefix"):
+        super().__init__(judge, source, split, k, temperature, max_new_tokens, eos_penalty, seed, layout)
+        if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
+            raise ValueError(f"online groups: iterations (updates per sample) must be an integer >= 1, not {iterations!r}")
+        self.drop_uniform, self.iterations = bool(drop_uniform), iterations
+        self._kept: tuple[int, GroupBatch] | None = None  # (step sampled, batch) while it is reused
+
+    def __call__(self, policy: Policy, batch: ExampleBatch, step: int = 0) -> GroupBatch:
+        self._check_batch(batch)
+        if self.iterations > 1 and self._kept is not None and step - self._kept[0] < self.iterations:
+            # μ updates per sample (GRPO's μ): this step's loader batch is not used
+            self.metrics = {**self.metrics, "online/reused": 1.0}
+            return self._kept[1]
+        tok, groups = policy.tokenizer, list(batch.groups)
+        eos = tok.eos_token_id
+        pad = tok.pad_token_id if tok.pad_token_id is not None else eos
+        device = next(policy.parameters()).device
+        gen, scores = self.sample(policy, groups, step)
+        rewards = [s - (0.0 if done else self.eos_penalty) for s, done in zip(scores, gen.finished)]
+        kept, uniform = [], 0
+        for n, g in enumerate(groups):
+            rows = range(n * self.k, (n + 1) * self.k)
+            group_rewards = [rewards[r] for r in rows]
+            if max(group_rewards) == min(group_rewards):
+                uniform += 1
+                if self.drop_uniform:
+                    continue
+            kept.append(g.with_responses([self.response_ids(gen, r, eos) for r in rows], group_rewards))
+        if not kept:  # every group uniform: keep them all (their loss is the KL term alone) rather than none
+            kept = [g.with_responses([self.response_ids(gen, r, eos) for r in range(n * self.k, (n + 1) * self.k)],
+                                     [rewards[r] for r in range(n * self.k, (n + 1) * self.k)])
+                    for n, g in enumerate(groups)]
+        out = pad_groups(kept, pad, self.layout, pairs=()).to(device)
+        self.metrics = {"online/uniform": uniform / len(groups), "online/kept": len(kept) / len(groups),
+                        "online/no_eos": sum(not d for d in gen.finished) / len(gen.finished),
+                        "online/score": sum(scores) / len(scores), "online/reused": 0.0}
+        if self.iterations > 1:
+            with eval_mode(policy), torch.no_grad():
+                out.behaviour = stack_tokens([s.token_logps for s in policy.group_logps(out)])
+            self._kept = (step, out)
+        return out
