@@ -50,6 +50,7 @@ ROWS: dict[str, Row] = {
     "online_bdhs": Row("online BDHS", "online_bdhs", slow=True),
     "online_dpo": Row("online DPO (verifier, K = 8)", "online_dpo", slow=True),
     "mixed_dpo": Row("Mixed-DPO (p = 0.5)", "mixed_dpo", slow=True),
+    "grpo": Row("GRPO (verifier rewards, K = 8)", "grpo", slow=True),
 }
 # (task, metric) columns of the table, the headline first
 COLUMNS = (

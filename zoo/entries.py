@@ -84,6 +84,11 @@ _shapes_entry("dpo", "DPO + RPO term on relative preference pairs (the chosen is
 _shapes_entry("sft_chosen", "the control: SFT on the chosen captions of the same pairs, steps and lr", ("sft", "control"))
 _shapes_entry("bdhs", "offline BDHS: rejected written by the base with its image hidden", ("bdhs",))
 _shapes_entry("online_bdhs", "online BDHS: rejected written by the policy every step", ("bdhs", "online"))
+_shapes_entry("online_dpo", "online DPO: best vs worst of 8 samples by the world's verifier, every step",
+              ("dpo", "online"))
+_shapes_entry("mixed_dpo", "Mixed-DPO: per example, the online pair with p = 0.5, else the dataset's", ("dpo", "online"))
+_shapes_entry("grpo", "GRPO: 8 samples a prompt, the verifier's rewards, group-relative advantages, k3 KL",
+              ("grpo", "online"))
 
 
 # Real backbones: HF-native checkpoints, aligned on GPUs (not embedded: the base weights are downloaded).
