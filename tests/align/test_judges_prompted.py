@@ -202,3 +202,22 @@ def test_the_judge_runs_end_to_end_on_a_saved_tiny_model(tiny_policy, tiny_world
     texts = [items[0][0], items[0][1], "The square is red."]
     scores = judge(texts, [rows[0]] * 3)
     assert len(scores) == 3 and sum(scores) == 0 and all(abs(s) <= 2 for s in scores)
+
+
+def test_a_judge_trains_with_sft_on_the_format_and_judges_online_dpo_from_the_cli(tmp_path):
+    """SFT on data.format=pairwise_judge, then online DPO with pairs=online_dpo_prompted judged by that model."""
+    from tests.train.test_sft import tiny_overrides
+    from zoo.train.run import compose_config, train
+
+    room = ["model.text_config.max_position_embeddings=512", "data.max_length=480"]  # the question holds 2 captions
+    judge = train(compose_config(["recipe=sft", *tiny_overrides(tmp_path / "judge", steps=2), *room,
+                                  "data.train_split=pairs", "data.format=pairwise_judge", "data.val_split=null"]))
+    assert judge["global_step"] == 2 and judge["data"]["pairs"]["reasons"]  # the held-out images, counted
+    folder = tmp_path / "judge" / "run" / "model"
+    cfg = compose_config(["recipe=online_dpo", "pairs=online_dpo_prompted", f"module.pairs.judge.path={folder}",
+                          "module.pairs.judge.device=cpu", *tiny_overrides(tmp_path / "online", steps=2),
+                          "module.pairs.k=3", "module.pairs.max_new_tokens=6", "data.batch_size=4"])
+    assert cfg.module.pairs.judge._target_ == "zoo.align.judges.prompted.PromptedJudge"
+    metrics = train(cfg)
+    assert metrics["global_step"] == 2 and torch.isfinite(torch.tensor(metrics["train/loss"]))
+    assert 0 <= metrics["train/online/ties"] <= 1
