@@ -203,6 +203,12 @@ def test_the_judge_runs_end_to_end_on_a_saved_tiny_model(tiny_policy, tiny_world
     scores = judge(texts, [rows[0]] * 3)
     assert len(scores) == 3 and sum(scores) == 0 and all(abs(s) <= 2 for s in scores)
 
+    # the agreement command (python -m zoo.align.judges) counts every pair once
+    from zoo.align.judges.__main__ import main
+
+    counts = main([str(folder), str(tiny_world), "--part", "all", "--limit", "3", "--device", "cpu"])
+    assert sum(counts.values()) == 3 and set(counts) <= {"correct", "tie", "wrong"}
+
 
 def test_a_judge_trains_with_sft_on_the_format_and_judges_online_dpo_from_the_cli(tmp_path):
     """SFT on data.format=pairwise_judge, then online DPO with pairs=online_dpo_prompted judged by that model."""

@@ -35,16 +35,14 @@ data rows, as online DPO passes them)::
 
 or ``pairs=online_dpo_prompted module.pairs.judge.path=…`` (recipes/pairs/online_dpo_prompted.yaml). Train a
 judge for the shapes world with SFT on the ``pairwise_judge`` format, and measure its held-out agreement with
-``python -m zoo.align.judges.prompted JUDGE_MODEL DATA`` (see `main`).
+``python -m zoo.align.judges JUDGE_MODEL DATA`` (`zoo/align/judges/__main__.py`).
 """
 
 from __future__ import annotations
 
-import argparse
 import itertools
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -232,35 +230,3 @@ def agreement(judge: PromptedJudge, rows: Sequence[Mapping[str, Any]]) -> Counte
              for i, r in enumerate(rows)]
     verdicts = judge.compare_many(items)
     return Counter({"correct": verdicts.count(1), "tie": verdicts.count(0), "wrong": verdicts.count(-1)})
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m zoo.align.judges.prompted JUDGE DATA [--split pairs] [--part heldout] [--limit N]``: the judge's
-    agreement with the preference labels of a split's held-out images (the ``pairwise_judge`` format's hold-out;
-    ``--part train`` / ``all`` for the others), printed as counts and rates."""
-    from zoo.data.formats import read_rows
-    from zoo.data.judging import JUDGE_HOLDOUT, held_out
-
-    parser = argparse.ArgumentParser(prog="python -m zoo.align.judges.prompted", description=main.__doc__)
-    parser.add_argument("judge", help="the judge's model folder (or HF VLM)")
-    parser.add_argument("data", help="a dataset folder with preference rows (chosen / rejected)")
-    parser.add_argument("--split", default="pairs")
-    parser.add_argument("--part", choices=("heldout", "train", "all"), default="heldout")
-    parser.add_argument("--holdout", type=float, default=JUDGE_HOLDOUT)
-    parser.add_argument("--limit", type=int, default=None)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--device", default=None)
-    args = parser.parse_args(argv)
-    rows = read_rows(args.data, args.split)
-    if args.part != "all":
-        rows = [r for r in rows if held_out(r, args.holdout) == (args.part == "heldout")]
-    rows = rows[:args.limit] if args.limit else rows
-    judge = PromptedJudge(args.judge, source=str(Path(args.data)), batch_size=args.batch_size, device=args.device)
-    counts = agreement(judge, rows)
-    n = sum(counts.values())
-    print(f"{args.judge} on {n} {args.part} pairs of {args.data} ({args.split}): "
-          + ", ".join(f"{k} {counts[k]} ({counts[k] / max(1, n):.3f})" for k in ("correct", "tie", "wrong")))
-
-
-if __name__ == "__main__":
-    main()
