@@ -417,7 +417,8 @@ def convert(
     ``options`` go to the adapter (e.g. ``aspects=…``, ``ranked=True`` for ``vlfeedback``). With
     ``media_root`` relative image paths become absolute and must exist. Every output passes
     `validate_row`; bad input raises `DataError` (example index = position in ``rows``). Records the
-    adapter skips (`SkipExample`, e.g. rating ties) are counted by reason into ``report`` and logged.
+    adapter skips (`SkipExample`, e.g. rating ties) are counted by reason into ``report`` and logged. An
+    adapter returns one row, or a list of the rows one record makes (``pairwise_judge``: both orders).
     """
     adapter = FORMATS.get(fmt) if isinstance(fmt, str) else fmt
     name = fmt if isinstance(fmt, str) else getattr(fmt, "__name__", "adapter")
@@ -425,15 +426,16 @@ def convert(
     out = []
     for i, row in enumerate(rows):
         try:
-            new = adapter(row, i, **options)
+            made = adapter(row, i, **options)
         except SkipExample as e:
             skipped[e.reason] += 1
             continue
-        if media_root is not None:
-            _resolve_media(new, media_root, i)
-        fields = ("chosen", "rejected") if "chosen" in new else ()
-        validate_row(new, i, fields)
-        out.append(new)
+        for new in made if isinstance(made, list) else [made]:  # an adapter may make several rows of one
+            if media_root is not None:
+                _resolve_media(new, media_root, i)
+            fields = ("chosen", "rejected") if "chosen" in new else ()
+            validate_row(new, i, fields)
+            out.append(new)
     n_skipped = sum(skipped.values())
     if n_skipped:
         reasons = "; ".join(f"{n}× {r}" for r, n in skipped.most_common())
@@ -493,3 +495,12 @@ def load_format(
     else:
         rows = _load_hub_split(str(path_or_repo), split, subset or _HUB_SUBSETS.get(fmt))
     return convert(rows, fmt, media_root=media_root, report=report, **options)
+
+
+# The pairwise judge's training rows (zoo/data/judging.py: the template the prompted judge asks with): a
+# preference row becomes two SFT rows, both orders; ``_all`` keeps the held-out images, ``_heldout`` only them.
+from zoo.data.judging import pairwise_judge
+
+FORMATS.register("pairwise_judge", pairwise_judge)
+FORMATS.register("pairwise_judge_all", partial(pairwise_judge, part="all"))
+FORMATS.register("pairwise_judge_heldout", partial(pairwise_judge, part="heldout"))

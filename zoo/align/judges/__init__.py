@@ -85,4 +85,5 @@ class WeightedJudge(Judge):
 
 # Every module of this package registers its judges on import: a new judge is one new file.
 for _module in pkgutil.iter_modules(__path__):
-    importlib.import_module(f"{__name__}.{_module.name}")
+    if _module.name != "__main__":  # the command line (python -m zoo.align.judges), not a judge
+        importlib.import_module(f"{__name__}.{_module.name}")
