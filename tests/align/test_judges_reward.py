@@ -209,3 +209,25 @@ def test_recipe_reward_trains_from_the_cli_to_a_loadable_folder(tmp_path, tiny_w
     assert pushed.source == "local-hub" and "reward model" in repr(pushed)
     assert pushed.score_rows(rows, [["The circle is red.", "The star is blue."]] * 2, media_root=world) == scores
     assert "reward-model" in pushed.card and "model.score(" in pushed.card and "held out by image" in pushed.card
+
+    # online DPO judged by it: the documented pairs option, built at validation (a wrong folder is one line)
+    from zoo.train.validate import ConfigError, validate_config
+
+    online = ["recipe=online_dpo", "pairs=online_dpo_rm", *tiny_overrides(tmp_path / "online", steps=1),
+              f"data_root={tmp_path / 'data'}", "data.world_config.n_pairs=40", "module.pairs.k=3",
+              "module.pairs.max_new_tokens=6", "data.batch_size=4", "logger=csv"]
+    with pytest.raises(ConfigError, match="module.pairs: reward_model judge: no reward model folder"):
+        validate_config(compose_config([*online, f"module.pairs.judge.path={tmp_path / 'nothing'}"]))
+    cfg = compose_config([*online, f"module.pairs.judge.path={folder}"])
+    assert cfg.module.pairs.judge.source == str(world)
+    metrics = train(cfg)
+    assert metrics["global_step"] == 1 and 0 <= metrics["train/online/ties"] <= 1
+
+
+def test_recipe_reward_validates():
+    from zoo.train.run import compose_config
+    from zoo.train.validate import ConfigError, validate_config
+
+    validate_config(compose_config(["recipe=reward", "model=pretrained", "model.path=unused"]))
+    with pytest.raises(ConfigError, match="data.holdout must be a number"):
+        validate_config(compose_config(["recipe=reward", "model=pretrained", "model.path=unused", "data.holdout=some"]))
