@@ -210,6 +210,14 @@ def test_recipe_reward_trains_from_the_cli_to_a_loadable_folder(tmp_path, tiny_w
     assert pushed.score_rows(rows, [["The circle is red.", "The star is blue."]] * 2, media_root=world) == scores
     assert "reward-model" in pushed.card and "model.score(" in pushed.card and "held out by image" in pushed.card
 
+    # zoo export of its last checkpoint: the same reward-model folder (head included), the same scores
+    from zoo.models import load_reward_model
+    from zoo.train.export import export_checkpoint
+
+    exported = export_checkpoint(tmp_path / "run", tmp_path / "exported", "last")
+    again = load_reward_model(exported).score(rows, [["The circle is red.", "The star is blue."]] * 2, media_root=world)
+    assert [x for s in again for x in s] == pytest.approx([x for s in scores for x in s], abs=1e-6)
+
     # online DPO judged by it: the documented pairs option, built at validation (a wrong folder is one line)
     from zoo.train.validate import ConfigError, validate_config
 
