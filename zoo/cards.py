@@ -485,6 +485,7 @@ def _reward_text(run_dir: Path, recipe: dict, metrics: dict) -> str | None:
     accuracy = metrics.get("val/rewards/accuracy")
     if is_number(accuracy):
         holdout = (recipe.get("data") or {}).get("holdout")
-        held = f"the {holdout:.0%} of the pairs held out by image" if is_number(holdout) and holdout else "held-out pairs"
+        held = (f"the {holdout:.0%} of the pairs held out by image" if is_number(holdout) and holdout
+                else "held-out pairs")
         text += f" Reward accuracy (chosen scored above rejected) on {held}: **{accuracy:.3f}**."
     return text

@@ -156,7 +156,8 @@ def test_a_briefly_trained_judge_prefers_the_true_caption(tiny_world, tmp_path):
         return [{"role": "assistant", "content": [{"type": "text", "text": text}]}]
 
     encoder = ExampleEncoder(module.policy.processor, None, media_root=tiny_world)
-    groups = [encoder.encode_group({**row, "chosen": say(a), "rejected": say(b)}, i) for i, (row, a, b) in enumerate(train)]
+    groups = [encoder.encode_group({**row, "chosen": say(a), "rejected": say(b)}, i)
+              for i, (row, a, b) in enumerate(train)]
     batch = module.pairs.collate(groups, module.policy.tokenizer.pad_token_id)
     before = preferred(module.reward.save_pretrained(tmp_path / "before"))
     optimizer = torch.optim.AdamW([{"params": [p for n, p in module.named_parameters() if not n.startswith("head.")]},

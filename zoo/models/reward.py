@@ -114,8 +114,9 @@ class RewardModel(nn.Module):
         prompt, responses, K = batch.prompt, batch.responses, batch.k
         B = prompt["input_ids"].shape[0]
         with _last_hidden(model) as seen:
-            out, position_ids, am = policy._prefill(prompt, media, None, logits_to_keep=1,
-                                                    unpadded="shared-prefix groups need left-padded prompts (pad_groups)")
+            out, position_ids, am = policy._prefill(
+                prompt, media, None, logits_to_keep=1,
+                unpadded="shared-prefix groups need left-padded prompts (pad_groups)")
             prompt_last = seen[-1][:, -1]  # [B, H]: a response of no tokens is read here
             rows = torch.arange(B, device=am.device).repeat(K)  # slot-major, as the responses are
             out.cache.reorder_cache(rows)
@@ -127,7 +128,8 @@ class RewardModel(nn.Module):
         lengths = r_am.sum(1)
         index = torch.arange(K * B, device=hidden.device)
         last = hidden[index, (lengths - 1).clamp(min=0).to(hidden.device)]
-        last = torch.where((lengths > 0).to(hidden.device)[:, None], last, prompt_last.index_select(0, rows.to(hidden.device)))
+        empty = (lengths == 0).to(hidden.device)[:, None]
+        last = torch.where(empty, prompt_last.index_select(0, rows.to(hidden.device)), last)
         return self._reward(last).view(K, B).T
 
     # ---- scoring rows (inference) ---------------------------------------------------------------------
