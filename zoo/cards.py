@@ -450,6 +450,9 @@ def render_card(run_dir: str | Path, repo_id: str, name: str | None = None, base
     lineage = recipe_lineage(recipe, locate)
     meta = card_metadata(recipe, lineage, base_model, license, datasets, fallback_base_model)
     tags = ["zoo", "multimodal", "image-text-to-text", recipe_name]
+    reward = _reward_text(run_dir, recipe, metrics)
+    if reward:
+        tags.append("reward-model")
     common = dict(model_name=name, tags=tags, library_name="zoo", **meta)
     data = card_data(results, **common) if results else ModelCardData(pipeline_tag=TASK_TYPE, **common)
     parameters = metrics.get("parameters") or safetensors_parameters(run_dir / "model")
@@ -465,6 +468,24 @@ def render_card(run_dir: str | Path, repo_id: str, name: str | None = None, base
         command=f"recipe={recipe_name}", hparams=_hparams(recipe), data=_data_text(recipe),
         suite=(results or {}).get("suite"), partial=partial_note(results) if results else None,
         results_table=_results_table(results, _controls(run_dir)) if results else None,
-        limitations=LIMITATIONS,
+        limitations=LIMITATIONS, reward=reward,
     )
     return str(card)
+
+
+def _reward_text(run_dir: Path, recipe: dict, metrics: dict) -> str | None:
+    """What the card says of a reward model (a ``model/`` with ``reward.json``: `zoo.models.reward`), with its
+    held-out pair accuracy from ``metrics.json``; None for any other model."""
+    marker = _read(run_dir / "model" / "reward.json", json.loads, None)
+    if marker is None:
+        return None
+    text = (f"A reward model: {marker.get('reads', 'the last hidden state')} feeds a scalar head "
+            f"(`{marker.get('head', 'reward_head.safetensors')}`), trained with the Bradley–Terry loss "
+            "−log σ(r_chosen − r_rejected).")
+    accuracy = metrics.get("val/rewards/accuracy")
+    if is_number(accuracy):
+        holdout = (recipe.get("data") or {}).get("holdout")
+        held = (f"the {holdout:.0%} of the pairs held out by image" if is_number(holdout) and holdout
+                else "held-out pairs")
+        text += f" Reward accuracy (chosen scored above rejected) on {held}: **{accuracy:.3f}**."
+    return text

@@ -86,7 +86,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     run, model = Path(cfg.output_dir), quote(str(Path(cfg.output_dir) / "model"))
     shown = {"train/loss": "train/loss", "val/loss": "val/loss", "train/rewards/margin": "reward margin",
-             "train/rewards/accuracy": "reward accuracy"}
+             "train/rewards/accuracy": "reward accuracy", "val/rewards/accuracy": "val reward accuracy"}
     final = [f"{label} {metrics[key]:.4f}" for key, label in shown.items() if isinstance(metrics.get(key), float)]
     done = f"{cfg.get('recipe_name', 'train')} done: {metrics['global_step']} steps in {metrics['train_seconds']} s"
     lines = [" · ".join([done, *final]),

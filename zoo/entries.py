@@ -123,3 +123,9 @@ _gpu_entry("idefics3-8b", "HuggingFaceM4/Idefics3-8B-Llama3", "dpo", 1e-5,
 # the image-generation half (VQ-VAE, its embeddings, aligner and head) stays frozen: text answers only
 _gpu_entry("janus-pro-1b", "deepseek-community/Janus-Pro-1B", "dpo", 1e-5,
            "Janus-Pro-1B aligned with DPO on its understanding path (+ RPO term, LoRA r=128, α=256)")
+
+
+# A reward model on the shapes SFT base (recipe=reward): the Bradley–Terry judge of online alignment
+# (pairs=online_dpo_rm), scored by its accuracy on the pairs held out by image.
+_shapes_entry("reward", "reward model: Bradley–Terry head on the SFT base; the judge of pairs=online_dpo_rm",
+              ("reward",))

@@ -1,4 +1,5 @@
-"""`load`: a name, a hub repo or a folder → a `ZooModel` ready to generate.
+"""`load`: a name, a hub repo or a folder → a `ZooModel` ready to generate (a reward-model folder: a
+`RewardZooModel`, ready to score).
 
 Resolution order: a local model folder → the local hub (`zoo.hub.LocalHub`, checksums verified) →
 the HF Hub (``snapshot_download``, which honours ``HF_HUB_OFFLINE``, ``HF_ENDPOINT`` and ``HF_TOKEN``).
@@ -89,6 +90,49 @@ class ZooModel:
                          **{m.column: items for m, items in media}, **kwargs)
 
 
+@dataclass(repr=False)
+class RewardZooModel(ZooModel):
+    """A loaded reward model (a folder with ``reward.json``, `zoo.models.reward`): ``policy`` is its backbone,
+    ``reward`` the `RewardModel`; ``score`` rates responses instead of writing one."""
+
+    reward: Any = None
+
+    def __repr__(self) -> str:
+        return super().__repr__().replace("ZooModel", "ZooModel (reward model)", 1).replace(
+            "(modules: .policy;", "(score responses: .score; modules: .reward, .policy;")
+
+    def score(self, text: str | list[dict], responses: list[str], **media) -> list[float]:
+        """Rewards of ``responses`` to one prompt: a user turn's ``text`` (media before it, as in `generate`:
+        ``images=``, ``audios=``, ``videos=``) or a conversation (a list of messages, as in `chat`)."""
+        from modalities.record import all_modalities
+
+        items = [(m, _items(media.pop(m.column, None))) for m in all_modalities()]
+        if media:
+            raise TypeError(f"score() got unexpected keyword(s) {', '.join(sorted(media))}")
+        if isinstance(text, str):
+            content = [{"type": m.name} for m, its in items for _ in its] + [{"type": "text", "text": text}]
+            text = [{"role": "user", "content": content}]
+        row = {"prompt": text, **{m.column: its for m, its in items}}
+        return self.score_rows([row], [list(responses)])[0]
+
+    def score_rows(self, rows: list[dict], responses: list[list[str]], media_root: str | Path | None = None,
+                   batch_size: int = 8) -> list[list[float]]:
+        """Rewards of ``responses[i]`` to the prompt of data row ``i`` (the zoo's schema; relative media paths
+        start at ``media_root``); each prompt and its media run once."""
+        return self.reward.score(rows, responses, media_root=media_root, batch_size=batch_size)
+
+
+def _loaded(path: Path, source: str, name: str, revision: str | None = None, device=None, dtype=None) -> ZooModel:
+    """The model folder ``path`` as a `ZooModel`, or a `RewardZooModel` when it is a reward-model folder."""
+    from zoo.models import load_policy
+    from zoo.models.reward import is_reward_folder, load_reward_model
+
+    if is_reward_folder(path):
+        reward = load_reward_model(path, dtype=dtype, device=device)
+        return RewardZooModel(reward.policy.eval(), source, path, name, revision, reward=reward)
+    return ZooModel(load_policy(path, dtype=dtype, device=device).eval(), source, path, name, revision)
+
+
 def _items(media) -> list:
     """One media item (a path, bytes, a PIL image, an array, a dict) or a list/tuple of them, as a list."""
     return [] if media is None else list(media) if isinstance(media, (list, tuple)) else [media]
@@ -98,7 +142,6 @@ def load(name_or_path: str | Path, revision: str | None = None, device=None, dty
          hub: LocalHub | None = None) -> ZooModel:
     """Load a zoo model by zoo name, hub repo id or local folder (see module docstring)."""
     from zoo.entries import ENTRIES
-    from zoo.models import load_policy
 
     hub = hub or LocalHub()
     target = str(name_or_path)
@@ -107,7 +150,7 @@ def load(name_or_path: str | Path, revision: str | None = None, device=None, dty
         if revision is not None:
             raise HubError(f"{target!r} is a local folder, which has no revisions: drop the revision, or load "
                            "a hub repo")
-        return ZooModel(load_policy(folder, dtype=dtype, device=device).eval(), "folder", folder, target)
+        return _loaded(folder, "folder", target, device=device, dtype=dtype)
     if target.startswith(("/", ".", "~")) or target.count("/") > 1:  # a path, not a zoo name or 'org/name'
         raise HubError(f"model folder {target!r} does not exist or holds no config.json; pass a local model "
                        "folder, a zoo name (zoo list) or a hub repo 'org/name'")
@@ -118,14 +161,13 @@ def load(name_or_path: str | Path, revision: str | None = None, device=None, dty
     repo = entry.repo if entry else target
     if hub.exists(repo):
         rev = hub.resolve(repo, revision)  # verifies every file's sha256
-        return ZooModel(load_policy(rev.path, dtype=dtype, device=device).eval(), "local-hub", rev.path, target,
-                        rev.revision)
+        return _loaded(rev.path, "local-hub", target, rev.revision, device=device, dtype=dtype)
     tried = [f"no local folder {target!r}", f"not in the local hub {hub.root}"]
     if "/" in repo:
         path = _from_hf_hub(repo, revision, tried)
         if path is not None:  # a snapshot folder is named by its full commit id: record that, not a branch name
             commit = path.name if path.parent.name == "snapshots" else revision
-            return ZooModel(load_policy(path, dtype=dtype, device=device).eval(), "hf-hub", path, target, commit)
+            return _loaded(path, "hf-hub", target, commit, device=device, dtype=dtype)
     if entry is not None:  # a zoo model not made yet: loading never trains, `zoo build` does
         hint = f"make it first: {entry.how_to_make()}"
     else:

@@ -43,3 +43,12 @@ def load_policy(path: str | Path, dtype=None, device=None, trust_remote_code: bo
         if lora:
             apply_lora(policy, **lora)
     return policy
+
+
+def load_reward_model(path: str | Path, dtype=None, device=None, trust_remote_code: bool = False,
+                      freeze: list[str] | tuple[str, ...] | str = ()):
+    """Load a reward-model folder (`zoo.models.reward`: the backbone's folder + ``reward_head.safetensors`` +
+    ``reward.json``) as a `RewardModel` in eval mode."""
+    from zoo.models.reward import load_reward_model as load
+
+    return load(path, dtype=dtype, device=device, trust_remote_code=trust_remote_code, freeze=freeze)

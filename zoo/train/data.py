@@ -97,7 +97,7 @@ class ChatDataModule(L.LightningDataModule):
                 task = progress.add_task(f"encoding {split}", total=len(rows))
                 examples, report = encode_rows(
                     rows, self.encode_fn(encoder), self.skip_bad, lambda: progress.advance(task),
-                    source=split_source(self.path, split),
+                    source=split_source(self.path, split.removesuffix(HELDOUT)),
                 )
             report.skipped.update(self.unreadable.get(split, {}))
             if report.total:
@@ -219,6 +219,33 @@ class ResumableLoader(DataLoader):
         self.epoch, self.served, self._continue = int(state["epoch"]), int(state["batch"]), True
 
 
+HELDOUT = ":heldout"  # the suffix naming a split's held-out rows (`PairDataModule`'s ``holdout``)
+
+
+def held_out(row: dict, share: float) -> bool:
+    """Whether ``row`` is among the held-out ``share`` of its split: decided by a hash of its media (its file
+    names, or the prompt of a row without media) alone, so rows with the same media fall on the same side,
+    whatever the order, the seed or the other rows."""
+    from zoo.data.schema import MEDIA_COLUMNS, media_items
+
+    media = [_media_key(item) for kind in MEDIA_COLUMNS for item in media_items(row, kind)]
+    key = "\n".join(media) if media else repr(row.get("prompt"))
+    return zlib.crc32(f"zoo-holdout:{key}".encode()) / 2**32 < share
+
+
+def _media_key(item) -> str:
+    """A media item's identity: its path, or a hash of its bytes (in-memory media)."""
+    import hashlib
+
+    if isinstance(item, dict):
+        item = item.get("path") or item.get("bytes") or repr(sorted(item))
+    if isinstance(item, (bytes, bytearray)):
+        return hashlib.sha256(item).hexdigest()
+    if hasattr(item, "tobytes"):  # a PIL image or an array
+        return hashlib.sha256(item.tobytes()).hexdigest()
+    return str(item)
+
+
 class PairDataModule(ChatDataModule):
     """Preference data from a schema dataset folder — pairs (``chosen``/``rejected``, e.g. the shapes
     world's ``pairs``) or ranked rows (``responses`` + ``scores``, e.g. its ``ranked`` split) — as
@@ -229,10 +256,29 @@ class PairDataModule(ChatDataModule):
 
     what = "preference group"
 
-    def __init__(self, path: str, train_split: str = "pairs", val_split: str | None = None, **kwargs):
+    def __init__(self, path: str, train_split: str = "pairs", val_split: str | None = None, holdout: float = 0.0,
+                 **kwargs):
         kwargs.pop("response_field", None)
+        # holdout > 0: that share of the train split's rows, chosen by their media (`held_out`: no image is on both
+        # sides), is not trained on but validated on, as the split ``<train_split>:heldout`` (val_split must be null)
+        if isinstance(holdout, bool) or not isinstance(holdout, (int, float)) or not 0 <= holdout < 1:
+            raise ValueError(f"data.holdout must be a number in [0, 1), not {holdout!r}")
+        if holdout and val_split:
+            raise ValueError(f"data.holdout={holdout} validates on held-out {train_split} rows: set val_split=null "
+                             f"(not {val_split!r})")
+        self.holdout = float(holdout)
+        val_split = f"{train_split}{HELDOUT}" if holdout else val_split
         super().__init__(path, train_split=train_split, val_split=val_split, **kwargs)
         self.collate = None
+
+    def rows(self, split: str, limit: int | None = None) -> list[dict]:
+        """A split's rows; with ``holdout``, the train split loses its held-out rows, which form
+        ``<train_split>:heldout`` (examples keep their index in the file)."""
+        if not self.holdout or split not in (self.train_split, f"{self.train_split}{HELDOUT}"):
+            return super().rows(split, limit)
+        rows = [r for r in super().rows(self.train_split)
+                if held_out(r, self.holdout) == (split != self.train_split)]
+        return rows[:limit] if limit else rows
 
     def attach(self, processor, collate=None) -> PairDataModule:
         """The policy's processor, and the pair source's ``collate(groups, pad_token_id)`` (default:

@@ -17,6 +17,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 POLICY = "policy."  # the Lightning module's attribute holding the trained policy (the reference is not saved)
+HEAD = "head."  # a reward model's scalar head (`zoo.train.modules.RewardModule`)
 
 
 def find_checkpoint(run_dir: str | Path, which: str = "last") -> Path:
@@ -59,5 +60,13 @@ def export_checkpoint(run_dir: str | Path, output: str | Path, which: str = "las
     if missing or unexpected:
         raise ValueError(f"{checkpoint} does not fit the model of {recipe}: missing {sorted(missing)[:5]}, "
                          f"unexpected {sorted(unexpected)[:5]}")
+    head = {k[len(HEAD):]: v for k, v in state.items() if k.startswith(HEAD)}
+    if head:  # a reward model's run (RewardModule): its folder holds the head too
+        from zoo.models.reward import RewardModel
+
+        reward = RewardModel(policy)
+        reward.head.load_state_dict(head)
+        reward.save_pretrained(output)
+        return Path(output)
     policy.backbone.save_pretrained(output)
     return Path(output)

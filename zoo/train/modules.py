@@ -153,3 +153,86 @@ class PreferenceModule(PolicyModule):
         self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=bs, on_step=on_step, on_epoch=not on_step)
         self.log_dict({f"{stage}/{k}": v for k, v in metrics.items()}, batch_size=bs, on_step=on_step, on_epoch=not on_step)
         return loss
+
+
+class RewardModule(PolicyModule):
+    """A reward model (`zoo.models.reward.RewardModel`: the policy's backbone + a scalar head on its last hidden
+    state) trained on preference pairs with the Bradley–Terry loss −log σ(r_chosen − r_rejected) per pair of the
+    batch's ``pairs`` (ranked rows: best vs worst), plus ``center`` · (r_chosen + r_rejected)², an optional
+    term that keeps the rewards near zero (their offset is otherwise free; Eisenstein et al. 2023,
+    arXiv:2312.09244). Logged: ``loss``, ``rewards/accuracy`` (fraction with r_chosen > r_rejected),
+    ``rewards/margin``, ``rewards/chosen``, ``rewards/rejected``; ``val/…`` on the held-out pairs.
+
+    ``pairs``: an offline pair source (its layout: ``shared_prefix`` scores each prompt once, ``concat`` runs
+    the K full sequences). ``head_lr``: the head's learning rate (default: the optimizer's). The model folder
+    written at the end is a reward-model folder (`RewardModel.save_pretrained`).
+    """
+
+    def __init__(self, policy: Policy, optimizer: Callable, pairs: PairSource | None = None, center: float = 0.0,
+                 head_lr: float | None = None, warmup_steps: int = 0, min_lr_ratio: float = 0.1):
+        from zoo.models.reward import RewardModel
+
+        super().__init__(policy, optimizer, warmup_steps, min_lr_ratio)
+        self.pairs = pairs if pairs is not None else PairSource()
+        if self.pairs.online:
+            raise ValueError(f"a reward model trains on annotated pairs: {type(self.pairs).__name__} writes its own "
+                             "(choose pairs=offline)")
+        if isinstance(center, bool) or not isinstance(center, (int, float)) or center < 0:
+            raise ValueError(f"module.center must be a number >= 0, not {center!r}")
+        if head_lr is not None and (isinstance(head_lr, bool) or not isinstance(head_lr, (int, float)) or head_lr <= 0):
+            raise ValueError(f"module.head_lr must be a number > 0 or null, not {head_lr!r}")
+        self.center, self.head_lr = float(center), head_lr
+        reward = RewardModel(policy)
+        self.head = reward.head  # registered here once; the policy is registered by PolicyModule
+        self.__dict__["reward"] = reward  # not a submodule: its parameters are the policy's and the head's
+
+    def configure_optimizers(self):
+        if self.head_lr is None:
+            return super().configure_optimizers()
+        factory = self.optimizer_factory
+        head = {id(p) for p in self.head.parameters()}
+        rest = [p for p in self.parameters() if p.requires_grad and id(p) not in head]
+        self.optimizer_factory = lambda params: factory(params=[{"params": rest},
+                                                                {"params": list(self.head.parameters()),
+                                                                 "lr": self.head_lr}])
+        try:
+            return super().configure_optimizers()
+        finally:
+            self.optimizer_factory = factory
+
+    def loss(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Mean Bradley–Terry loss over the batch's pairs and the reward metrics (no logging)."""
+        groups = self.pairs(self.policy, batch, step=self.global_step)
+        rewards = self.reward.group_rewards(groups)  # [B, K]
+        losses, chosen, rejected = [], [], []
+        for c, r, weight in groups.pairs:
+            losses.append(weight * bradley_terry(rewards[:, c], rewards[:, r]))
+            chosen.append(rewards[:, c])
+            rejected.append(rewards[:, r])
+        loss = torch.stack(losses).sum(0).mean()
+        if self.center:
+            loss = loss + self.center * ((chosen[0] + rejected[0]) ** 2).mean()
+        rc, rr = torch.cat(chosen).detach(), torch.cat(rejected).detach()
+        metrics = {"rewards/accuracy": (rc > rr).float().mean(), "rewards/margin": (rc - rr).mean(),
+                   "rewards/chosen": rc.mean(), "rewards/rejected": rr.mean()}
+        return loss, metrics
+
+    def step(self, batch, stage: str) -> torch.Tensor:
+        loss, metrics = self.loss(batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite {stage} loss on examples {batch.example_index[:8]}…")
+        bs, on_step = len(batch), stage == "train"
+        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=bs, on_step=on_step, on_epoch=not on_step)
+        self.log(f"{stage}/rewards/accuracy", metrics.pop("rewards/accuracy"), prog_bar=not on_step, batch_size=bs,
+                 on_step=on_step, on_epoch=not on_step)
+        self.log_dict({f"{stage}/{k}": v for k, v in metrics.items()}, batch_size=bs, on_step=on_step,
+                      on_epoch=not on_step)
+        return loss
+
+    def save_model(self, path: str | Path) -> Path:
+        return self.reward.save_pretrained(path)
+
+
+def bradley_terry(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:
+    """−log σ(r_chosen − r_rejected) per pair (Bradley & Terry, 1952): the reward model's loss."""
+    return -torch.nn.functional.logsigmoid(chosen - rejected)
