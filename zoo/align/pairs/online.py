@@ -10,6 +10,13 @@ the length limit cut off (no EOS) is dropped from the candidates (``eos="drop"``
 Mixed-DPO: each example takes the fresh online pair with probability ``mix`` and the dataset's pair
 otherwise, drawn from (seed, example, step) alone — so batching and resuming change nothing. ``mix=1``
 is online DPO.
+
+Several processes (``trainer.strategy=ddp``): each rank samples for its own share of the global batch (the
+loaders shard it, `zoo.train.data.EpochBatches`) from a generator of (seed, step, rank) — `sampling_seed`,
+whose rank 0 is the one-process stream — under `zoo.models.distributed.gathered_for_generation` (a no-op
+on one process and DDP; what FSDP needs is written there). ``record``: a folder where each rank appends
+one JSON line per step (``rank{R}.jsonl``: the examples it sampled for, their K scores, the pair picked) —
+an audit of the online data; a resumed run appends, so a step after the checkpoint appears twice.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 import json
 import zlib
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,6 +33,7 @@ import torch
 from zoo.align.pairs import PAIR_SOURCES, PairSource
 from zoo.data.batches import ExampleBatch, GroupBatch
 from zoo.data.collate import pad_batch, pad_groups
+from zoo.models.distributed import gathered_for_generation, process_rank
 from zoo.models.policy import Policy, eval_mode, to_device
 
 EOS_RULES = ("drop", "penalize")
@@ -57,6 +66,17 @@ def takes_online(seed: int, index: Any, step: int, mix: float) -> bool:
     return bool(np.random.default_rng([seed, key, step, 0x6D6978]).random() < mix)
 
 
+RANK_STRIDE = 0x9E3779B1  # 2³² / golden ratio: its multiples by 1 … 1023 lie ≥ 2²⁰ apart from 0 modulo 2³²
+
+
+def sampling_seed(seed: int, step: int, rank: int = 0) -> int:
+    """The seed of one step's sampling generator on one rank: rank 0 keeps the one-process stream
+    (``seed · 1_000_003 + step``); rank r is offset by r · `RANK_STRIDE`. Torch's CPU generator reads only the
+    low 32 bits of a seed, so the offset lives there: with up to 1024 ranks no two (step, rank) of a run share a
+    stream within 2²⁰ steps."""
+    return seed * 1_000_003 + step + rank * RANK_STRIDE
+
+
 @PAIR_SOURCES.register("online_dpo")
 class OnlineDPOPairs(PairSource):
     """Online DPO / Mixed-DPO (module docstring). ``judge``: a `zoo.align.judges.Judge` (built by Hydra);
@@ -66,7 +86,7 @@ class OnlineDPOPairs(PairSource):
 
     def __init__(self, judge, source: str, split: str = "pairs", k: int = 8, mix: float = 1.0,
                  temperature: float = 1.0, max_new_tokens: int = 48, eos: str = "drop", eos_penalty: float = 1.0,
-                 seed: int = 0, layout: str = "shared_prefix"):
+                 seed: int = 0, layout: str = "shared_prefix", record: str | None = None):
         super().__init__(layout)
         if not isinstance(k, int) or isinstance(k, bool) or k < 2:
             raise ValueError(f"online DPO: k (responses per prompt) must be an integer >= 2, not {k!r}")
@@ -78,7 +98,7 @@ class OnlineDPOPairs(PairSource):
             raise ValueError(f"online DPO: judge must be a judge (zoo.align.judges), not {judge!r}")
         self.judge, self.source, self.split, self.k, self.mix = judge, source, split, k, float(mix)
         self.temperature, self.max_new_tokens, self.eos, self.eos_penalty = temperature, max_new_tokens, eos, eos_penalty
-        self.seed = seed
+        self.seed, self.record = seed, record
         self.references: dict[Any, dict] = {}
 
     def load_references(self) -> dict[Any, dict]:
@@ -111,17 +131,19 @@ class OnlineDPOPairs(PairSource):
                 raise ValueError(f"online DPO: no reference row for examples {missing[:3]} in {self.source} "
                                  f"({self.split}): source and split must be the training data's")
             prompts = to_device(pad_batch([groups[i].prompt for i in online], pad, "left"), device)
-            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
-            with eval_mode(policy), torch.no_grad():
+            generator = torch.Generator().manual_seed(sampling_seed(self.seed, step, process_rank()))
+            with eval_mode(policy), torch.no_grad(), gathered_for_generation(policy):
                 gen = policy.generate_group(prompts, self.k, max_new_tokens=self.max_new_tokens, do_sample=True,
                                             temperature=self.temperature, generator=generator)
             refs = [references[groups[i].index] for i in online for _ in range(self.k)]
             scores = self.judge(gen.texts, refs)
             no_eos = sum(not done for done in gen.finished)
+            pairs: list[tuple[int, int] | None] = []
             for n, i in enumerate(online):
                 rows = range(n * self.k, (n + 1) * self.k)
                 picked = select_pair([scores[r] for r in rows], [gen.finished[r] for r in rows], self.eos,
                                      self.eos_penalty)
+                pairs.append(picked)
                 if picked is None:
                     ties += 1
                     continue
@@ -131,6 +153,8 @@ class OnlineDPOPairs(PairSource):
                 responses = [torch.tensor(gen.token_ids[r] if gen.finished[r] else gen.token_ids[r] + [eos],
                                           dtype=torch.long) for r in (best, worst)]
                 groups[i] = groups[i].with_responses(responses)
+            if self.record:
+                self.write_record(step, [groups[i].index for i in online], scores, pairs)
         n = len(groups)
         self.metrics = {"online/share": (len(online) - ties) / n, "online/ties": ties / max(1, len(online)),
                         "online/no_eos": no_eos / max(1, len(online) * self.k)}
@@ -138,3 +162,15 @@ class OnlineDPOPairs(PairSource):
             self.metrics.update({"online/score_best": sum(best_scores) / len(best_scores),
                                  "online/score_worst": sum(worst_scores) / len(worst_scores)})
         return pad_groups(groups, pad, self.layout, pairs=((0, 1, 1.0),)).to(device)
+
+    def write_record(self, step: int, examples: list, scores: Sequence[float], pairs: list) -> None:
+        """Append this step's line to ``record/rank{R}.jsonl``: the rank, the examples sampled for, each one's K
+        scores and its (best, worst) pair (null: a tie, the dataset's pair trained)."""
+        rank = process_rank()
+        folder = Path(self.record)
+        folder.mkdir(parents=True, exist_ok=True)
+        line = {"step": step, "rank": rank, "seed": sampling_seed(self.seed, step, rank), "examples": examples,
+                "scores": [[float(x) for x in scores[n * self.k:(n + 1) * self.k]] for n in range(len(examples))],
+                "pairs": [list(p) if p is not None else None for p in pairs]}
+        with open(folder / f"rank{rank}.jsonl", "a") as f:
+            f.write(json.dumps(line, default=str) + "\n")
