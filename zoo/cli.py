@@ -72,9 +72,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.cfg:
             print(OmegaConf.to_yaml(cfg, resolve=args.resolve), end="")
             return 0
-        from zoo.train.run import train  # Lightning: only when there is a run to make
+        # Lightning: only when there is a run to make
+        from zoo.train.run import is_global_zero, train
 
         metrics = train(cfg)
+        if not is_global_zero():  # another rank of a multi-process run: rank 0 says how it went
+            return 0
     except (ConfigError, HydraException) as e:  # a wrong override or value: say which, no traceback
         if _debug(args):
             raise

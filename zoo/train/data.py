@@ -118,8 +118,12 @@ class ChatDataModule(L.LightningDataModule):
         if self.val_split:
             self.encode_split(self.val_split, self.val_limit)
 
-    def _loader(self, examples, shuffle: bool) -> ResumableLoader:
-        sampler = EpochBatches(self.group_sizes(examples), self.batch_size, shuffle, self.seed)
+    def _loader(self, examples, shuffle: bool, shard: bool = True) -> ResumableLoader:
+        """``shard``: under a multi-process strategy (``trainer.strategy=ddp``) this rank's share of every batch
+        (`EpochBatches`); the trainer is asked for the rank and the number of processes."""
+        trainer = self.trainer if shard else None
+        replicas, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        sampler = EpochBatches(self.group_sizes(examples), self.batch_size, shuffle, self.seed, replicas, rank)
         return ResumableLoader(examples, sampler, num_workers=self.num_workers, collate_fn=self.collate_fn())
 
     def group_sizes(self, examples) -> list[int]:
@@ -152,15 +156,28 @@ class EpochBatches(Sampler[list[int]]):
     epoch) alone, so any epoch can be replayed and entered at any batch. ``sizes`` (a group's number of
     responses K) keeps one K per batch (a group batch needs one K); the last batch of each K may be short.
 
+    Several processes (``replicas`` > 1, e.g. DDP): every process draws the same global batches of
+    ``batch_size × replicas`` examples and keeps its share, ``batch[rank::replicas]`` — disjoint shares that
+    together are the global batch, and the same number of batches on every rank (DDP needs one step count).
+    A global batch shorter than ``replicas`` repeats its examples so that no rank gets an empty batch. One
+    process (``replicas=1``) gets exactly the batches it always had. Lightning's own distributed sampler cannot
+    be put into this batch sampler: the trainer runs with ``use_distributed_sampler=False``
+    (``recipes/trainer/default.yaml``).
+
     `ResumableLoader` sets ``epoch`` and ``start`` (the first batch to yield) before each pass.
     """
 
-    def __init__(self, sizes: list[int], batch_size: int, shuffle: bool, seed: int = 0):
+    def __init__(self, sizes: list[int], batch_size: int, shuffle: bool, seed: int = 0, replicas: int = 1,
+                 rank: int = 0):
+        if not 0 <= rank < replicas:
+            raise ValueError(f"rank {rank} is not one of {replicas} processes")
         self.sizes, self.batch_size, self.shuffle, self.seed = list(sizes), batch_size, shuffle, seed
+        self.replicas, self.rank = replicas, rank
         self.epoch, self.start = 0, 0
 
-    def batches(self, epoch: int) -> list[list[int]]:
-        n = len(self.sizes)
+    def global_batches(self, epoch: int) -> list[list[int]]:
+        """The batches of every process together (``batch_size × replicas`` examples each)."""
+        n, size = len(self.sizes), self.batch_size * self.replicas
         generator = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
         order = torch.randperm(n, generator=generator).tolist() if self.shuffle else range(n)
         open_batches: dict[int, list[int]] = {}
@@ -168,19 +185,27 @@ class EpochBatches(Sampler[list[int]]):
         for i in order:
             batch = open_batches.setdefault(self.sizes[i], [])
             batch.append(i)
-            if len(batch) == self.batch_size:
+            if len(batch) == size:
                 batches.append(open_batches.pop(self.sizes[i]))
         batches += [b for b in open_batches.values() if b]
         if self.shuffle and len(set(self.sizes)) > 1:  # several K: their batches interleaved, short ones too
             batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
         return batches
 
+    def batches(self, epoch: int) -> list[list[int]]:
+        """This process's batches of the epoch."""
+        batches = self.global_batches(epoch)
+        if self.replicas == 1:
+            return batches
+        padded = (b if len(b) >= self.replicas else [b[i % len(b)] for i in range(self.replicas)] for b in batches)
+        return [b[self.rank::self.replicas] for b in padded]
+
     def __iter__(self):
         return iter(self.batches(self.epoch)[self.start:])
 
     def __len__(self) -> int:
         counts = Counter(self.sizes)
-        return sum(-(-c // self.batch_size) for c in counts.values())
+        return sum(-(-c // (self.batch_size * self.replicas)) for c in counts.values())
 
 
 class ResumableLoader(DataLoader):
@@ -301,7 +326,7 @@ class PairDataModule(ChatDataModule):
 
     def ordered_loader(self, split: str | None = None) -> DataLoader:
         """Every encoded group of ``split`` (default: train) once, in file order: the reference pass."""
-        return self._loader(self.encode_split(split or self.train_split), shuffle=False)
+        return self._loader(self.encode_split(split or self.train_split), shuffle=False, shard=False)
 
     def fingerprint(self, split: str | None = None) -> str:
         """Fingerprint of a split as encoded here: its rows, their media bytes, and how they become inputs

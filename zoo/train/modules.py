@@ -138,7 +138,8 @@ class PreferenceModule(PolicyModule):
         lp = GroupLogps(policy=torch.stack([s.logps for s in slots], 1), reference=reference,
                         lengths=torch.stack([s.lengths for s in slots], 1), scores=groups.scores, tokens=tokens)
         losses, metrics = self.objective(lp, groups.pairs, groups.pair_names)
-        metrics.update({k: torch.as_tensor(float(v)) for k, v in self.pairs.metrics.items()})
+        # on the loss's device: synced over ranks when logged (NCCL reduces device tensors only)
+        metrics.update({k: torch.as_tensor(float(v), device=losses.device) for k, v in self.pairs.metrics.items()})
         return losses.mean(), metrics
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
@@ -150,8 +151,11 @@ class PreferenceModule(PolicyModule):
             raise FloatingPointError(f"non-finite {stage} loss on examples {batch.example_index[:8]}…")
         bs = len(batch)
         on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=bs, on_step=on_step, on_epoch=not on_step)
-        self.log_dict({f"{stage}/{k}": v for k, v in metrics.items()}, batch_size=bs, on_step=on_step, on_epoch=not on_step)
+        # sync_dist: under DDP the logged value is the mean over the ranks' batches (a no-op on one process)
+        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=bs, on_step=on_step, on_epoch=not on_step,
+                 sync_dist=True)
+        self.log_dict({f"{stage}/{k}": v for k, v in metrics.items()}, batch_size=bs, on_step=on_step,
+                      on_epoch=not on_step, sync_dist=True)
         return loss
 
 

@@ -52,6 +52,15 @@ def pin_world(cfg: DictConfig) -> None:
         cfg.data.world_config = full
 
 
+def is_global_zero() -> bool:
+    """Whether this process writes the run folder: the only one, or rank 0 of a multi-process run. Lightning's
+    launcher starts ranks 1… by running the command again (``LOCAL_RANK`` etc. set), so this holds before the
+    trainer exists."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit the configured recipe; returns the metrics also written to ``metrics.json``."""
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
@@ -69,7 +78,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     pin_world(cfg)
     out = Path(cfg.output_dir)
     checkpoints = out / "checkpoints"
-    if cfg.ckpt_path is None and checkpoints.exists() and any(checkpoints.iterdir()):
+    first = is_global_zero()  # False: another rank of a multi-process run (ddp); rank 0 makes the run folder
+    if first and cfg.ckpt_path is None and checkpoints.exists() and any(checkpoints.iterdir()):
         if not cfg.get("overwrite", False):
             raise FileExistsError(
                 f"{out} already holds checkpoints: resume with ckpt_path=last, start over with overwrite=true, "
@@ -77,7 +87,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             )
         shutil.rmtree(checkpoints)
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out / "recipe.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    if first:
+        _atomic_write(out / "recipe.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     # a new version_N (CSV, TensorBoard) or run (MLflow, W&B) per attempt: a resumed run keeps the earlier logs.
     # Built first: a missing optional package (zoo[mlflow], zoo[wandb]) is said before anything is built
     loggers = build_loggers(cfg.get("logger"))
@@ -122,11 +133,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         finish_loggers(loggers, failed=True)
         raise
     seconds = time.perf_counter() - start
+    processes = {}
+    if trainer.world_size > 1:  # data-parallel replicas must end with the same weights (a collective: all ranks)
+        from zoo.models.distributed import replica_digests
+
+        digests = replica_digests(policy)
+        processes = {"processes": trainer.world_size, "replicas_in_sync": len(set(digests)) == 1}
+        if not processes["replicas_in_sync"]:
+            log.warning("the %d processes ended with different weights: %s", trainer.world_size, digests)
     logs = describe_loggers(loggers, out)
     finish_loggers(loggers)
-    with no_transformers_bars():  # save_pretrained's "Writing model shards" bar
-        module.save_model(out / "model")
-
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     metrics.update(
         global_step=int(trainer.global_step),
@@ -134,6 +150,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         parameters=sum(p.numel() for p in policy.parameters()),
         data=datamodule.skip_summary(),
         logs=logs,
+        **processes,
     )
+    if not trainer.is_global_zero:  # one run folder: rank 0 writes the model and metrics.json
+        return metrics
+    with no_transformers_bars():  # save_pretrained's "Writing model shards" bar
+        module.save_model(out / "model")
     _atomic_write(out / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     return metrics

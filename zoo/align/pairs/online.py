@@ -17,6 +17,13 @@ policy-gradient objectives (`zoo.align.objectives.policy_gradient`). A response 
 ``eos_penalty`` lower; ``drop_uniform`` drops the groups whose rewards are all equal (DAPO's dynamic
 sampling, without its refill: they carry no advantage); ``iterations`` μ > 1 reuses one sample for μ updates,
 with the sampling policy's per-token log-probs kept for the clipped importance ratio.
+
+Several processes (``trainer.strategy=ddp``): each rank samples for its own share of the global batch (the
+loaders shard it, `zoo.train.data.EpochBatches`) from a generator of (seed, step, rank) — `sampling_seed`,
+whose rank 0 is the one-process stream — under `zoo.models.distributed.gathered_for_generation` (a no-op
+on one process and DDP; what FSDP needs is written there). ``record``: a folder where each rank appends
+one JSON line per step (``rank{R}.jsonl``: the examples it sampled for, their K scores, the pair picked) —
+an audit of the online data; a resumed run appends, so a step after the checkpoint appears twice.
 """
 
 from __future__ import annotations
@@ -24,15 +31,17 @@ from __future__ import annotations
 import json
 import zlib
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from zoo.align.pairs import PAIR_SOURCES, PairSource
 from zoo.align.objectives.base import stack_tokens
+from zoo.align.pairs import PAIR_SOURCES, PairSource
 from zoo.data.batches import EncodedGroup, ExampleBatch, GroupBatch
 from zoo.data.collate import pad_batch, pad_groups
+from zoo.models.distributed import gathered_for_generation, process_rank
 from zoo.models.policy import Policy, eval_mode, to_device
 
 EOS_RULES = ("drop", "penalize")
@@ -65,6 +74,17 @@ def takes_online(seed: int, index: Any, step: int, mix: float) -> bool:
     return bool(np.random.default_rng([seed, key, step, 0x6D6978]).random() < mix)
 
 
+RANK_STRIDE = 0x9E3779B1  # 2³² / golden ratio: its multiples by 1 … 1023 lie ≥ 2²⁰ apart from 0 modulo 2³²
+
+
+def sampling_seed(seed: int, step: int, rank: int = 0) -> int:
+    """The seed of one step's sampling generator on one rank: rank 0 keeps the one-process stream
+    (``seed · 1_000_003 + step``); rank r is offset by r · `RANK_STRIDE`. Torch's CPU generator reads only the
+    low 32 bits of a seed, so the offset lives there: with up to 1024 ranks no two (step, rank) of a run share a
+    stream within 2²⁰ steps."""
+    return seed * 1_000_003 + step + rank * RANK_STRIDE
+
+
 class OnlineSampler(PairSource):
     """What the online sources share: K samples per prompt from the current policy (one group generation,
     media and prompt once), scored by a judge. ``judge``: a `zoo.align.judges.Judge` (built by Hydra);
@@ -74,7 +94,8 @@ class OnlineSampler(PairSource):
     name = "online"
 
     def __init__(self, judge, source: str, split: str = "pairs", k: int = 8, temperature: float = 1.0,
-                 max_new_tokens: int = 48, eos_penalty: float = 1.0, seed: int = 0, layout: str = "shared_prefix"):
+                 max_new_tokens: int = 48, eos_penalty: float = 1.0, seed: int = 0, layout: str = "shared_prefix",
+                 record: str | None = None):
         super().__init__(layout)
         if not isinstance(k, int) or isinstance(k, bool) or k < 2:
             raise ValueError(f"{self.name}: k (responses per prompt) must be an integer >= 2, not {k!r}")
@@ -82,7 +103,7 @@ class OnlineSampler(PairSource):
             raise ValueError(f"{self.name}: judge must be a judge (zoo.align.judges), not {judge!r}")
         self.judge, self.source, self.split, self.k = judge, source, split, k
         self.temperature, self.max_new_tokens, self.eos_penalty = temperature, max_new_tokens, eos_penalty
-        self.seed = seed
+        self.seed, self.record = seed, record
         self.references: dict[Any, dict] = {}
 
     def load_references(self) -> dict[Any, dict]:
@@ -109,8 +130,8 @@ class OnlineSampler(PairSource):
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         device = next(policy.parameters()).device
         prompts = to_device(pad_batch([g.prompt for g in groups], pad, "left"), device)
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
-        with eval_mode(policy), torch.no_grad():
+        generator = torch.Generator().manual_seed(sampling_seed(self.seed, step, process_rank()))
+        with eval_mode(policy), torch.no_grad(), gathered_for_generation(policy):
             gen = policy.generate_group(prompts, self.k, max_new_tokens=self.max_new_tokens, do_sample=True,
                                         temperature=self.temperature, generator=generator)
         scores = self.judge(gen.texts, [references[g.index] for g in groups for _ in range(self.k)])
@@ -120,6 +141,19 @@ class OnlineSampler(PairSource):
     def response_ids(gen, row: int, eos: int) -> torch.Tensor:
         """Row ``row``'s response as the training sees it: EOS appended when the length limit cut it off."""
         return torch.tensor(gen.token_ids[row] if gen.finished[row] else gen.token_ids[row] + [eos], dtype=torch.long)
+
+    def write_record(self, step: int, examples: list, scores: Sequence[float], pairs: list | None) -> None:
+        """Append this step's line to ``record/rank{R}.jsonl``: the rank, the examples sampled for, each one's K
+        scores and (online DPO) its (best, worst) pair (null: a tie, the dataset's pair trained)."""
+        rank = process_rank()
+        folder = Path(self.record)
+        folder.mkdir(parents=True, exist_ok=True)
+        line = {"step": step, "rank": rank, "seed": sampling_seed(self.seed, step, rank), "examples": examples,
+                "scores": [[float(x) for x in scores[n * self.k:(n + 1) * self.k]] for n in range(len(examples))]}
+        if pairs is not None:
+            line["pairs"] = [list(p) if p is not None else None for p in pairs]
+        with open(folder / f"rank{rank}.jsonl", "a") as f:
+            f.write(json.dumps(line, default=str) + "\n")
 
     def _check_batch(self, batch) -> None:
         if not isinstance(batch, ExampleBatch):
@@ -134,12 +168,12 @@ class OnlineDPOPairs(OnlineSampler):
 
     def __init__(self, judge, source: str, split: str = "pairs", k: int = 8, mix: float = 1.0,
                  temperature: float = 1.0, max_new_tokens: int = 48, eos: str = "drop", eos_penalty: float = 1.0,
-                 seed: int = 0, layout: str = "shared_prefix"):
+                 seed: int = 0, layout: str = "shared_prefix", record: str | None = None):
         if isinstance(mix, bool) or not isinstance(mix, (int, float)) or not 0 <= mix <= 1:
             raise ValueError(f"online DPO: mix (the share of online pairs) must be in [0, 1], not {mix!r}")
         if eos not in EOS_RULES:
             raise ValueError(f"online DPO: eos must be one of {', '.join(EOS_RULES)}, not {eos!r}")
-        super().__init__(judge, source, split, k, temperature, max_new_tokens, eos_penalty, seed, layout)
+        super().__init__(judge, source, split, k, temperature, max_new_tokens, eos_penalty, seed, layout, record)
         self.mix, self.eos = float(mix), eos
 
     def __call__(self, policy: Policy, batch: ExampleBatch, step: int = 0) -> GroupBatch:
@@ -154,10 +188,12 @@ class OnlineDPOPairs(OnlineSampler):
         if online:
             gen, scores = self.sample(policy, [groups[i] for i in online], step)
             no_eos = sum(not done for done in gen.finished)
+            pairs: list[tuple[int, int] | None] = []
             for n, i in enumerate(online):
                 rows = range(n * self.k, (n + 1) * self.k)
                 picked = select_pair([scores[r] for r in rows], [gen.finished[r] for r in rows], self.eos,
                                      self.eos_penalty)
+                pairs.append(picked)
                 if picked is None:
                     ties += 1
                     continue
@@ -165,6 +201,8 @@ class OnlineDPOPairs(OnlineSampler):
                 best_scores.append(scores[best])
                 worst_scores.append(scores[worst])
                 groups[i] = groups[i].with_responses([self.response_ids(gen, r, eos) for r in (best, worst)])
+            if self.record:
+                self.write_record(step, [groups[i].index for i in online], scores, pairs)
         n = len(groups)
         self.metrics = {"online/share": (len(online) - ties) / n, "online/ties": ties / max(1, len(online)),
                         "online/no_eos": no_eos / max(1, len(online) * self.k)}
@@ -182,8 +220,8 @@ class OnlineGroups(OnlineSampler):
 
     def __init__(self, judge, source: str, split: str = "pairs", k: int = 8, temperature: float = 1.0,
                  max_new_tokens: int = 48, eos_penalty: float = 1.0, drop_uniform: bool = False,
-                 iterations: int = 1, seed: int = 0, layout: str = "shared_prefix"):
-        super().__init__(judge, source, split, k, temperature, max_new_tokens, eos_penalty, seed, layout)
+                 iterations: int = 1, seed: int = 0, layout: str = "shared_prefix", record: str | None = None):
+        super().__init__(judge, source, split, k, temperature, max_new_tokens, eos_penalty, seed, layout, record)
         if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
             raise ValueError(f"online groups: iterations (updates per sample) must be an integer >= 1, not {iterations!r}")
         self.drop_uniform, self.iterations = bool(drop_uniform), iterations
@@ -201,6 +239,8 @@ class OnlineGroups(OnlineSampler):
         device = next(policy.parameters()).device
         gen, scores = self.sample(policy, groups, step)
         rewards = [s - (0.0 if done else self.eos_penalty) for s, done in zip(scores, gen.finished)]
+        if self.record:
+            self.write_record(step, [g.index for g in groups], rewards, None)
         kept, uniform = [], 0
         for n, g in enumerate(groups):
             rows = range(n * self.k, (n + 1) * self.k)
