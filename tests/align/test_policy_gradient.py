@@ -188,9 +188,16 @@ def test_the_group_source_keeps_all_k_with_rewards_and_the_eos_penalty(tiny_poli
     assert row(0, 0) == ids[0] and row(2, 0) == [12, 22, eos]  # EOS appended to the cut-off response
     assert source.metrics["online/uniform"] == 0.5 and source.metrics["online/kept"] == 1.0
 
-    dropping = OnlineGroups(VerifierJudge(), source=str(tiny_world), split="pairs", k=3, drop_uniform=True)
+
+    class CountingJudge(VerifierJudge):  # a judge with metrics of its own (as the prompted judge's ties)
+        def __call__(self, texts, references):
+            self.metrics = {"judge/asked": float(len(texts))}
+            return super().__call__(texts, references)
+
+    dropping = OnlineGroups(CountingJudge(), source=str(tiny_world), split="pairs", k=3, drop_uniform=True)
     kept = dropping(tiny_policy, batch, step=0)
     assert kept.example_index == ["pairs[0]"] and dropping.metrics["online/kept"] == 0.5
+    assert dropping.metrics["judge/asked"] == 6.0  # the judge's metrics are logged with the source's
 
 
 def test_mu_updates_reuse_one_sample_with_its_behaviour_log_probs(tiny_policy, tiny_world):

@@ -104,6 +104,7 @@ class OnlineSampler(PairSource):
         self.judge, self.source, self.split, self.k = judge, source, split, k
         self.temperature, self.max_new_tokens, self.eos_penalty = temperature, max_new_tokens, eos_penalty
         self.seed, self.record = seed, record
+        self.judge_metrics: dict[str, float] = {}
         self.references: dict[Any, dict] = {}
 
     def load_references(self) -> dict[Any, dict]:
@@ -135,6 +136,7 @@ class OnlineSampler(PairSource):
             gen = policy.generate_group(prompts, self.k, max_new_tokens=self.max_new_tokens, do_sample=True,
                                         temperature=self.temperature, generator=generator)
         scores = self.judge(gen.texts, [references[g.index] for g in groups for _ in range(self.k)])
+        self.judge_metrics = dict(getattr(self.judge, "metrics", None) or {})  # e.g. the prompted judge's ties
         return gen, scores
 
     @staticmethod
@@ -206,6 +208,7 @@ class OnlineDPOPairs(OnlineSampler):
         n = len(groups)
         self.metrics = {"online/share": (len(online) - ties) / n, "online/ties": ties / max(1, len(online)),
                         "online/no_eos": no_eos / max(1, len(online) * self.k)}
+        self.metrics.update(self.judge_metrics if online else {})
         if best_scores:
             self.metrics.update({"online/score_best": sum(best_scores) / len(best_scores),
                                  "online/score_worst": sum(worst_scores) / len(worst_scores)})
@@ -257,7 +260,7 @@ class OnlineGroups(OnlineSampler):
         out = pad_groups(kept, pad, self.layout, pairs=()).to(device)
         self.metrics = {"online/uniform": uniform / len(groups), "online/kept": len(kept) / len(groups),
                         "online/no_eos": sum(not d for d in gen.finished) / len(gen.finished),
-                        "online/score": sum(scores) / len(scores), "online/reused": 0.0}
+                        "online/score": sum(scores) / len(scores), "online/reused": 0.0, **self.judge_metrics}
         if self.iterations > 1:
             with eval_mode(policy), torch.no_grad():
                 out.behaviour = stack_tokens([s.token_logps for s in policy.group_logps(out)])
