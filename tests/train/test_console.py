@@ -66,6 +66,17 @@ def test_dpo_bar_shows_reward_margin_and_accuracy(tmp_path, capsys):
     assert "zoo eval" in summary and "recipe=dpo model=pretrained" not in summary  # the DPO hint is for SFT runs
 
 
+def test_grpo_bar_shows_the_reward_and_kl(tmp_path, capsys):
+    from zoo.cli import main
+
+    small = ["module.pairs.k=2", "module.pairs.max_new_tokens=4", "data.batch_size=2"]
+    assert main(["train", "recipe=grpo", *tiny_overrides(tmp_path, steps=2), *small]) == 0
+    out = capsys.readouterr().out
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    last = [line for line in out.splitlines() if line.startswith("[grpo] step")][-1]
+    assert f"reward {metrics['train/pg/reward']:.3f}" in last and f"kl {metrics['train/pg/kl']:.3f}" in last
+
+
 class TinyModule(L.LightningModule):
     """One scalar fitted to 0..15, logging what a preference module logs; a message from step 3 on."""
 

@@ -201,7 +201,8 @@ def _duration(seconds: float | None) -> str:
 class RunProgressBar(ProgressBar):
     """One bar for the whole run: global step / total steps (``max_steps``, or Lightning's estimate from
     ``max_epochs`` and the loader's length), the run's elapsed time and ETA, samples per second, and the
-    metrics in `SHOWN` (the loss, the validation loss, and for preference runs the reward margin and accuracy)
+    metrics in `SHOWN` (the loss, the validation loss, for preference runs the reward margin and accuracy, and for
+    policy-gradient runs the judge's mean reward and the KL: their loss is ≈ 0 by construction at one update per sample)
     plus anything a module logs with ``prog_bar=True``.
 
     On a terminal it is a rich live display (with a transient bar while validating); log records and
@@ -211,7 +212,8 @@ class RunProgressBar(ProgressBar):
     """
 
     SHOWN: ClassVar[dict[str, str]] = {"train/loss": "loss", "val/loss": "val_loss",
-             "train/rewards/margin": "margin", "train/rewards/accuracy": "acc"}
+             "train/rewards/margin": "margin", "train/rewards/accuracy": "acc",
+             "train/pg/reward": "reward", "train/pg/kl": "kl"}
 
     def __init__(self, description: str = "train", console: Any = None, lines: int = 20,
                  heartbeat_s: float = 60.0, window_s: float = 30.0):
