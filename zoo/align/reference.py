@@ -60,6 +60,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from zoo.align.objectives.base import stack_tokens
 from zoo.data.batches import Batch, Encoded, GroupBatch
 from zoo.data.collate import pad_batch
 from zoo.data.schema import MEDIA_COLUMNS
@@ -134,8 +135,6 @@ def _eval_group_logps(policy: Policy, batch: GroupBatch, media: Media | None) ->
 
 @torch.no_grad()
 def _eval_group_token_logps(policy: Policy, batch: GroupBatch, media: Media | None) -> torch.Tensor:
-    from zoo.align.objectives.base import stack_tokens
-
     with eval_mode(policy):
         return stack_tokens([s.token_logps.detach() for s in policy.group_logps(batch, media=media)])
 

@@ -244,19 +244,15 @@ class OnlineGroups(OnlineSampler):
         rewards = [s - (0.0 if done else self.eos_penalty) for s, done in zip(scores, gen.finished)]
         if self.record:
             self.write_record(step, [g.index for g in groups], rewards, None)
-        kept, uniform = [], 0
+        written, flat = [], []
         for n, g in enumerate(groups):
             rows = range(n * self.k, (n + 1) * self.k)
             group_rewards = [rewards[r] for r in rows]
-            if max(group_rewards) == min(group_rewards):
-                uniform += 1
-                if self.drop_uniform:
-                    continue
-            kept.append(g.with_responses([self.response_ids(gen, r, eos) for r in rows], group_rewards))
-        if not kept:  # every group uniform: keep them all (their loss is the KL term alone) rather than none
-            kept = [g.with_responses([self.response_ids(gen, r, eos) for r in range(n * self.k, (n + 1) * self.k)],
-                                     [rewards[r] for r in range(n * self.k, (n + 1) * self.k)])
-                    for n, g in enumerate(groups)]
+            written.append(g.with_responses([self.response_ids(gen, r, eos) for r in rows], group_rewards))
+            flat.append(max(group_rewards) == min(group_rewards))
+        uniform = sum(flat)
+        kept = [g for g, f in zip(written, flat) if not (self.drop_uniform and f)]
+        kept = kept or written  # every group uniform: keep them all (their loss is the KL term alone), not none
         out = pad_groups(kept, pad, self.layout, pairs=()).to(device)
         self.metrics = {"online/uniform": uniform / len(groups), "online/kept": len(kept) / len(groups),
                         "online/no_eos": sum(not d for d in gen.finished) / len(gen.finished),
