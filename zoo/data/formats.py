@@ -504,3 +504,11 @@ from zoo.data.judging import pairwise_judge
 FORMATS.register("pairwise_judge", pairwise_judge)
 FORMATS.register("pairwise_judge_all", partial(pairwise_judge, part="all"))
 FORMATS.register("pairwise_judge_heldout", partial(pairwise_judge, part="heldout"))
+
+# The critic's training rows (zoo/data/critique.py: the question the critics ask with): a row with a response and
+# its critique becomes one SFT row whose completion is the critique; ``_all`` / ``_heldout`` as above.
+from zoo.data.critique import critique
+
+FORMATS.register("critique", critique)
+FORMATS.register("critique_all", partial(critique, part="all"))
+FORMATS.register("critique_heldout", partial(critique, part="heldout"))

@@ -46,22 +46,16 @@ def check_question(question: str) -> str:
     return question
 
 
-def judge_row(reference: Mapping[str, Any], text_a: str, text_b: str, question: str = DEFAULT_JUDGE_QUESTION,
-              index: Any = None) -> dict:
-    """The judge's question about two responses ``text_a`` (A) and ``text_b`` (B) to the data row ``reference``:
-    a schema row with the row's media placeholders then the question, and the row's media columns.
-
-    A row without a ``prompt`` list of messages (the media placeholders and the question asked) is a
-    `DataError` naming the example and the field."""
-    if index is None and isinstance(reference, Mapping):
-        index = reference.get("example_index", reference.get("id"))
+def prompt_parts(reference: Mapping[str, Any], index: Any = None, who: str = "the pairwise judge") -> tuple[list[dict], str]:
+    """The data row's media placeholders (in order, ``{"type": kind}``) and its user text (the parts joined by a
+    space): what a question about the row (the judge's, the critic's) shows the model. A row without a
+    ``prompt`` list of messages is a `DataError` naming the example and the field; ``who`` names the asker."""
     if not isinstance(reference, Mapping):
-        raise DataError(index, "", f"the pairwise judge needs the data row (its prompt and media), got "
-                                   f"{type(reference).__name__}")
+        raise DataError(index, "", f"{who} needs the data row (its prompt and media), got {type(reference).__name__}")
     prompt = reference.get("prompt")
     if not isinstance(prompt, list) or not prompt:
-        raise DataError(index, "prompt", "missing or not a list of messages: the pairwise judge asks about the "
-                                         "row's prompt and its media")
+        raise DataError(index, "prompt", f"missing or not a list of messages: {who} asks about the row's prompt "
+                                         "and its media")
     placeholders, texts = [], []
     for m, message in enumerate(prompt):
         content = message.get("content") if isinstance(message, Mapping) else None
@@ -74,15 +68,36 @@ def judge_row(reference: Mapping[str, Any], text_a: str, text_b: str, question: 
                 placeholders.append({"type": kind})
             elif kind == "text" and message.get("role", "user") == "user":
                 texts.append(str(part.get("text") or "").strip())
+    return placeholders, " ".join(t for t in texts if t)
+
+
+def media_columns(reference: Mapping[str, Any]) -> dict[str, list]:
+    """The row's media columns (``images``, ``audios``, ``videos``) that it has, copied."""
+    return {column: list(reference[column]) for column in MEDIA_COLUMNS.values() if reference.get(column) is not None}
+
+
+def row_index(reference: Any, index: Any = None) -> Any:
+    """The example's name for errors: ``index``, else the row's ``example_index`` or ``id``."""
+    if index is None and isinstance(reference, Mapping):
+        index = reference.get("example_index", reference.get("id"))
+    return index
+
+
+def judge_row(reference: Mapping[str, Any], text_a: str, text_b: str, question: str = DEFAULT_JUDGE_QUESTION,
+              index: Any = None) -> dict:
+    """The judge's question about two responses ``text_a`` (A) and ``text_b`` (B) to the data row ``reference``:
+    a schema row with the row's media placeholders then the question, and the row's media columns.
+
+    A row without a ``prompt`` list of messages (the media placeholders and the question asked) is a
+    `DataError` naming the example and the field."""
+    index = row_index(reference, index)
+    placeholders, asked = prompt_parts(reference, index)
     for name, text in (("A", text_a), ("B", text_b)):
         if not isinstance(text, str):
             raise DataError(index, f"response {name}", f"expected a string, got {type(text).__name__}")
-    filled = question.format(a=text_a.strip(), b=text_b.strip(), prompt=" ".join(t for t in texts if t))
+    filled = question.format(a=text_a.strip(), b=text_b.strip(), prompt=asked)
     row: dict[str, Any] = {"prompt": [{"role": "user", "content": [*placeholders, {"type": "text", "text": filled}]}]}
-    for column in MEDIA_COLUMNS.values():
-        if reference.get(column) is not None:
-            row[column] = list(reference[column])
-    return row
+    return {**row, **media_columns(reference)}
 
 
 def image_key(row: Mapping[str, Any]) -> str:
