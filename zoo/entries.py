@@ -129,3 +129,8 @@ _gpu_entry("janus-pro-1b", "deepseek-community/Janus-Pro-1B", "dpo", 1e-5,
 # (pairs=online_dpo_rm), scored by its accuracy on the pairs held out by image.
 _shapes_entry("reward", "reward model: Bradley–Terry head on the SFT base; the judge of pairs=online_dpo_rm",
               ("reward",))
+# Learning from language feedback (recipe=llf): the base's answers, the world critic's critiques, the base's
+# refinements; DPO on refinement ≻ answer. And the reward model trained on those pairs (recipe=llf_reward).
+_shapes_entry("llf", "DPO+LLF: the base answers, the world's critic critiques, the base refines; refinement ≻ answer",
+              ("dpo", "llf"))
+_shapes_entry("llf_reward", "RLHF+LLF's reward model: Bradley–Terry head trained on the LLF pairs", ("reward", "llf"))

@@ -165,3 +165,31 @@ def test_summarize_counts_reasons():
     assert out["prompts"] == 4 and out["pairs"] == 1 and out["dropped"] == {"empty": 1, "not_better": 2}
     assert out["judge"]["refinement_better"] == pytest.approx(1 / 3, abs=1e-4)
     assert out["judge"]["refinement_worse"] == pytest.approx(1 / 3, abs=1e-4)
+
+
+def test_a_separate_refiner_writes_the_refinements(tiny_policy, tiny_world, tmp_path, rows):
+    """``refiner``: another model refines (the policy still answers); its refinement is what that model writes
+    on the refine turn, greedily, with its own media encoding."""
+    from tests.conftest import build_tiny_policy
+
+    refiner = build_tiny_policy(seed=1)
+    config = LLFConfig(max_new_tokens=6)
+    ids = [f"r{i}" for i in range(3)]
+    records = LLFSampler(tiny_policy, ScriptedCritic(), config=config, media_root=tiny_world,
+                         refiner=refiner).sample(rows[:3], ids)
+    alone = LLFSampler(refiner, ScriptedCritic(), config=config, media_root=tiny_world)
+    refine = [refine_row(r, rec["answer"] or "(no answer)", rec["critique"], i)
+              for r, rec, i in zip(rows[:3], records, ids)]
+    direct, _ = alone._generate(refine, ids, None, 0.0, 0)
+    assert [r["refinement"] for r in records] == [t.strip() for t in direct.texts]
+    own = LLFSampler(tiny_policy, ScriptedCritic(), config=config, media_root=tiny_world).sample(rows[:3], ids)
+    assert [r["answer"] for r in own] == [r["answer"] for r in records]  # the policy still answers
+    # by path, through generate_dataset; the refiner is part of the settings
+    folder = tmp_path / "refiner"
+    refiner.backbone.save_pretrained(folder)
+    summary = generate_dataset(tiny_policy, tiny_world, tmp_path / "out", ScriptedCritic(), limit=3,
+                               config={"max_new_tokens": 6}, refiner=folder, progress=False)
+    assert summary["refiner"] == str(folder)
+    written = [json.loads(line) for name in ("llf.jsonl", "llf.dropped.jsonl")
+               for line in (tmp_path / "out" / name).read_text().splitlines()]
+    assert sorted(r["llf"]["refinement"] for r in written) == sorted(r["refinement"] for r in records)

@@ -97,40 +97,50 @@ def _source_row(row: dict) -> dict:
 
 
 class LLFSampler:
-    """The generate → critique → refine → judge stages for a chunk of rows (module docstring)."""
+    """The generate → critique → refine → judge stages for a chunk of rows (module docstring).
 
-    def __init__(self, policy: Policy, critic, judge=None, config: LLFConfig | None = None, media_root=None):
+    ``refiner``: the model that writes the refinement (None: the policy itself, as in the paper; its media
+    encoding of the first answer is reused)."""
+
+    def __init__(self, policy: Policy, critic, judge=None, config: LLFConfig | None = None, media_root=None,
+                 refiner: Policy | None = None):
         from zoo.data.collate import ExampleEncoder
 
         self.policy, self.critic, self.judge = policy, critic, judge
+        self.refiner = refiner if refiner is not None else policy
         self.config = config or LLFConfig()
         self.encoder = ExampleEncoder(policy.processor, media_root=media_root)
-        tok = policy.tokenizer
-        self.eos = tok.eos_token_id
-        self.pad = tok.pad_token_id if tok.pad_token_id is not None else self.eos
+        self.refine_encoder = self.encoder if self.refiner is policy else \
+            ExampleEncoder(self.refiner.processor, media_root=media_root)
 
-    def _generate(self, rows: Sequence[dict], ids: Sequence[str], media, temperature: float, seed: int):
-        device = next(self.policy.parameters()).device
-        batch = to_device(pad_batch([self.encoder.encode(r, i, None) for r, i in zip(rows, ids)], self.pad, "left"),
-                          device)
+    def _generate(self, rows: Sequence[dict], ids: Sequence[str], media, temperature: float, seed: int,
+                  refine: bool = False):
+        model, encoder = (self.refiner, self.refine_encoder) if refine else (self.policy, self.encoder)
+        tok = model.tokenizer
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        device = next(model.parameters()).device
+        batch = to_device(pad_batch([encoder.encode(r, i, None) for r, i in zip(rows, ids)], pad, "left"), device)
         if media is None:
-            media = self.policy.encode_media(batch)
+            media = model.encode_media(batch)
         generator = torch.Generator().manual_seed(seed) if temperature > 0 else None
-        gen = self.policy.generate(batch, media=media, max_new_tokens=self.config.max_new_tokens,
-                                   do_sample=temperature > 0, temperature=temperature or 1.0, generator=generator)
+        gen = model.generate(batch, media=media, max_new_tokens=self.config.max_new_tokens,
+                             do_sample=temperature > 0, temperature=temperature or 1.0, generator=generator)
         return gen, media
 
     def sample(self, rows: Sequence[dict], ids: Sequence[str], chunk: int = 0) -> list[dict]:
         """One audit record per row: ``answer``, ``critique``, ``refinement``, ``finished``, ``scores``, ``reason``."""
         cfg = self.config
-        with eval_mode(self.policy), torch.no_grad():
+        with eval_mode(self.policy), eval_mode(self.refiner), torch.no_grad():
             first, media = self._generate(rows, ids, None, cfg.temperature, cfg.seed * 1_000_003 + 2 * chunk)
             answers = [t.strip() for t in first.texts]
             # an empty answer has nothing to critique: the critic sees a placeholder, the row is dropped
             critiques = [c.strip() for c in self.critic(rows, [a or "(no answer)" for a in answers])]
             refine = [refine_row(row, answer or "(no answer)", critique or "(no critique)", i)
                       for row, answer, critique, i in zip(rows, answers, critiques, ids)]
-            second, _ = self._generate(refine, ids, media, cfg.refine_temperature, cfg.seed * 1_000_003 + 2 * chunk + 1)
+            # the refine prompt holds the same media in the same order: the policy's encoding serves again
+            reuse = media if self.refiner is self.policy else None
+            second, _ = self._generate(refine, ids, reuse, cfg.refine_temperature, cfg.seed * 1_000_003 + 2 * chunk + 1,
+                                       refine=True)
         refinements = [t.strip() for t in second.texts]
         scores: list[tuple[float, float] | None] = [None] * len(rows)
         if self.judge is not None:
@@ -148,11 +158,12 @@ class LLFSampler:
 def generate_dataset(policy: Policy, source: str | Path, output: str | Path, critic, judge=None,
                      split: str = "pairs", config: LLFConfig | dict | None = None, fraction: float = 1.0,
                      limit: int | None = None, critic_name: str | None = None, judge_name: str | None = None,
-                     world: str | None = None, world_config: dict | None = None, progress: bool = True) -> dict:
+                     refiner: str | Path | None = None, world: str | None = None, world_config: dict | None = None,
+                     progress: bool = True) -> dict:
     """Write ``<output>/llf.jsonl`` and ``llf.dropped.jsonl`` from the prompts of ``<source>/<split>`` (module
     docstring); returns the summary also written to ``llf.json`` (pairs, dropped by reason, the judge's view of
     the refinements, seconds). ``critic_name`` / ``judge_name`` describe them in the settings (a rerun with
-    another critic is refused)."""
+    another critic is refused); ``refiner``: a model folder that writes the refinements instead of the policy."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from zoo.data.formats import read_rows
@@ -166,7 +177,8 @@ def generate_dataset(policy: Policy, source: str | Path, output: str | Path, cri
     fraction = _check_fraction(fraction)
     settings = {"config": asdict(config), "source": str(source), "split": split, "fraction": fraction,
                 "limit": limit, "critic": critic_name or type(critic).__name__,
-                "judge": judge_name or (type(judge).__name__ if judge is not None else None)}
+                "judge": judge_name or (type(judge).__name__ if judge is not None else None),
+                "refiner": str(refiner) if refiner is not None else None}
     output.mkdir(parents=True, exist_ok=True)
     meta_path, pairs_path, dropped_path = (output / f"{OUTPUT_SPLIT}.json", output / f"{OUTPUT_SPLIT}.jsonl",
                                            output / f"{DROPPED}.jsonl")
@@ -175,7 +187,12 @@ def generate_dataset(policy: Policy, source: str | Path, output: str | Path, cri
     rows = rows[:max(1, round(fraction * len(rows)))][:limit]
     done = existing_ids(pairs_path) | existing_ids(dropped_path)
     todo = [(i, row_id(r, split, i), r) for i, r in enumerate(rows) if row_id(r, split, i) not in done]
-    sampler = LLFSampler(policy, critic, judge, config, media_root=source)
+    refining = None
+    if refiner is not None:
+        from zoo.models import load_policy
+
+        refining = load_policy(refiner, device=next(policy.parameters()).device).eval().requires_grad_(False)
+    sampler = LLFSampler(policy, critic, judge, config, media_root=source, refiner=refining)
     start, made = time.perf_counter(), 0
     columns = (TextColumn("LLF pairs"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
                TimeRemainingColumn())
@@ -227,11 +244,13 @@ class LLFPairs(PairSource):
     `generate_dataset`, whose arguments these are); the data then reads it as ordinary pairs.
 
     ``critic``: a `zoo.align.critics.Critic` (built by Hydra); ``judge``: an optional `zoo.align.judges.Judge`,
-    the filter; ``config``: `LLFConfig` fields."""
+    the filter; ``config``: `LLFConfig` fields; ``refiner``: a model folder that refines instead of the policy
+    (null: the policy, as in the paper)."""
 
     def __init__(self, critic, source: str, output: str, split: str = "pairs", judge=None,
                  config: dict | None = None, fraction: float = 1.0, limit: int | None = None,
-                 world: str | None = None, world_config: dict | None = None, layout: str = "shared_prefix"):
+                 refiner: str | None = None, world: str | None = None, world_config: dict | None = None,
+                 layout: str = "shared_prefix"):
         super().__init__(layout)
         if not callable(critic):
             raise ValueError(f"llf: critic must be a critic (zoo.align.critics), not {critic!r}")
@@ -241,7 +260,7 @@ class LLFPairs(PairSource):
         _check_fraction(fraction)
         self.critic, self.judge = critic, judge
         self.settings = dict(source=source, output=output, split=split, config=config, fraction=fraction,
-                             limit=limit, world=world, world_config=world_config,
+                             limit=limit, refiner=refiner, world=world, world_config=world_config,
                              critic_name=describe(critic), judge_name=describe(judge) if judge is not None else None)
         self.summary: dict[str, Any] = {}
 
