@@ -58,3 +58,16 @@ def test_prompted_and_trained_are_one_class_and_bad_settings_are_refused():
         PromptedCritic()
     with pytest.raises(ValueError, match="batch_size"):
         PromptedCritic(path="x", batch_size=0)
+
+
+def test_the_refine_format_teaches_the_refine_turn():
+    from zoo.data.critique import REFINE_INSTRUCTION, refine, refine_row
+
+    row = {**ROW, "response": "The star is red. The circle is blue.", "critique": "There is no star: remove it.",
+           "refinement": "The circle is blue."}
+    (made,) = convert([row], "refine_all")
+    assert made["completion"] == "The circle is blue."
+    assert made["prompt"] == refine_row(ROW, row["response"], row["critique"])["prompt"]
+    assert made["prompt"][-1]["content"][0]["text"].endswith(REFINE_INSTRUCTION)
+    with pytest.raises(DataError, match="example 7.*refinement"):
+        refine({**row, "refinement": None}, 7, part="all")

@@ -15,7 +15,9 @@ Training All-Modality Models to Follow Instructions with Language Feedback" (Ji 
 The ``critique`` format turns rows that hold a ``response`` and its ``critique`` (the triples that
 ``python -m zoo.align.critics triples`` writes, or align-anything's LLF data converted by ``aa_llf``) into
 critic SFT rows, holding out the images whose hash falls in the first ``holdout`` share (`held_out`, as the
-pairwise judge's format does) so a trained critic's quality is measured on images it never saw.
+pairwise judge's format does) so a trained critic's quality is measured on images it never saw. The ``refine``
+format turns the same rows, when they also hold the ``refinement``, into refine-turn SFT rows (completion: the
+refinement): what teaches a model that has never seen a refine turn to follow one (``recipe=refiner_sft``).
 """
 
 from __future__ import annotations
@@ -60,23 +62,40 @@ def refine_row(reference: Mapping[str, Any], response: str, critique: str, index
     return {"prompt": messages, **media_columns(reference)}
 
 
+def _part(row: Any, index: Any, holdout: float, part: str, what: str) -> None:
+    """Raise `SkipExample` for a row outside ``part`` (``train``: images outside the held-out share; ``heldout``:
+    inside it; ``all``: every row); a row that is no record is a `DataError`."""
+    from zoo.data.formats import SkipExample
+
+    if part not in ("train", "heldout", "all"):
+        raise ValueError(f"{what} format: part must be train, heldout or all, not {part!r}")
+    if not isinstance(row, dict):
+        raise DataError(index, "", f"expected a record (dict), got {type(row).__name__}")
+    if part != "all" and held_out(row, holdout) != (part == "heldout"):
+        raise SkipExample(f"held out for {what} evaluation (by image)" if part == "train" else "a training image")
+
+
+def _fields(row: dict, index: Any, fields: tuple[str, ...], what: str) -> list[str]:
+    for field in fields:
+        if row.get(field) is None:
+            raise DataError(index, field, f"missing: the {what} format needs {', '.join(fields)}")
+    return [_text(response_text(row[f], index, f), index, f) for f in fields]
+
+
 def critique(row: dict, index: Any = None, holdout: float = CRITIC_HOLDOUT, part: str = "train") -> dict:
     """A row with ``prompt``, media, ``response`` and ``critique`` as one critic SFT row (completion: the
     critique). ``part``: ``train`` keeps the images outside the held-out share, ``heldout`` those inside it,
     ``all`` every row; the others raise `SkipExample` (counted by `convert`)."""
-    from zoo.data.formats import SkipExample
+    _part(row, index, holdout, part, "critique")
+    response, text = _fields(row, index, ("response", "critique"), "critique")
+    return {**critic_row(row, response, index), "completion": text,
+            "meta": {"source": "critique", "example": row.get("id", index)}}
 
-    if part not in ("train", "heldout", "all"):
-        raise ValueError(f"critique format: part must be train, heldout or all, not {part!r}")
-    if not isinstance(row, dict):
-        raise DataError(index, "", f"expected a record (dict), got {type(row).__name__}")
-    if part != "all" and held_out(row, holdout) != (part == "heldout"):
-        raise SkipExample("held out for critic evaluation (by image)" if part == "train" else "a training image")
-    for field in ("response", "critique"):
-        if row.get(field) is None:
-            raise DataError(index, field, "missing: the critique format needs the response and its critique")
-    response = response_text(row["response"], index, "response")
-    made = critic_row(row, response, index)
-    meta = {"source": "critique", "example": row.get("id", index)}
-    return {**made, "completion": _text(response_text(row["critique"], index, "critique"), index, "critique"),
-            "meta": meta}
+
+def refine(row: dict, index: Any = None, holdout: float = CRITIC_HOLDOUT, part: str = "train") -> dict:
+    """A row with ``prompt``, media, ``response``, ``critique`` and ``refinement`` as one refine-turn SFT row
+    (`refine_row`; completion: the refinement); ``part`` as in `critique`."""
+    _part(row, index, holdout, part, "refine")
+    response, text, refinement = _fields(row, index, ("response", "critique", "refinement"), "refine")
+    return {**refine_row(row, response, text, index), "completion": refinement,
+            "meta": {"source": "refine", "example": row.get("id", index)}}

@@ -507,8 +507,10 @@ FORMATS.register("pairwise_judge_heldout", partial(pairwise_judge, part="heldout
 
 # The critic's training rows (zoo/data/critique.py: the question the critics ask with): a row with a response and
 # its critique becomes one SFT row whose completion is the critique; ``_all`` / ``_heldout`` as above.
-from zoo.data.critique import critique
+from zoo.data.critique import critique, refine
 
 FORMATS.register("critique", critique)
 FORMATS.register("critique_all", partial(critique, part="all"))
 FORMATS.register("critique_heldout", partial(critique, part="heldout"))
+FORMATS.register("refine", refine)
+FORMATS.register("refine_all", partial(refine, part="all"))
