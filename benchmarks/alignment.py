@@ -3,6 +3,8 @@
     python -m benchmarks.alignment --out runs/alignment                     # the README's table (3 seeds;
                                                                             # online BDHS: seed 0, --slow-seeds)
     python -m benchmarks.alignment --rows sft_chosen dpo --seeds 0 --steps 50   # a quick look
+    python -m benchmarks.alignment --rows sft_chosen dpo llf llf_refiner llf_refiner_quarter \
+        llf_trained_critic llf_prompted_critic --seeds 0                    # LLF beside binary DPO and the control
 
 Each row is trained from the same SFT base with ``zoo train`` (the base itself is trained first when
 ``--base`` does not exist) and evaluated with ``zoo eval … --suite demo`` — the commands a user runs, so
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 import time
@@ -39,6 +42,7 @@ class Row:
     label: str
     recipe: str | None  # None: the SFT base itself, evaluated as it is
     slow: bool = False  # trained only at the --slow-seeds (online generation every step)
+    overrides: tuple[str, ...] = ()  # added to the recipe; may name {base}, {world} and the HELPERS' models
 
 
 ROWS: dict[str, Row] = {
@@ -51,6 +55,34 @@ ROWS: dict[str, Row] = {
     "online_dpo": Row("online DPO (verifier, K = 8)", "online_dpo", slow=True),
     "mixed_dpo": Row("Mixed-DPO (p = 0.5)", "mixed_dpo", slow=True),
     "grpo": Row("GRPO (verifier rewards, K = 8)", "grpo", slow=True),
+    "online_dpo_k4": Row("online DPO (verifier, K = 4)", "online_dpo", slow=True, overrides=("module.pairs.k=4",)),
+    "online_dpo_prompted": Row("online DPO (prompted judge, K = 4)", "online_dpo", slow=True, overrides=(
+        "pairs=online_dpo_prompted", "module.pairs.judge.path={judge}", "module.pairs.k=4")),
+    "online_dpo_rm": Row("online DPO (reward model, K = 8)", "online_dpo", slow=True,
+                         overrides=("pairs=online_dpo_rm", "module.pairs.judge.path={reward}")),
+    "llf": Row("DPO+LLF (world critic; the policy refines)", "llf"),
+    "llf_refiner": Row("DPO+LLF (world critic, trained refiner)", "llf", overrides=("module.pairs.refiner={refiner}",)),
+    "llf_refiner_quarter": Row("DPO+LLF (world critic, trained refiner, 25 % of prompts)", "llf",
+                               overrides=("module.pairs.refiner={refiner}", "module.pairs.fraction=0.25")),
+    "llf_trained_critic": Row("DPO+LLF (trained critic, trained refiner)", "llf", overrides=(
+        "critic=prompted", "module.pairs.critic.path={critic}", "module.pairs.refiner={refiner}")),
+    "llf_prompted_critic": Row("DPO+LLF (the SFT base as critic, trained refiner)", "llf", overrides=(
+        "critic=prompted", "module.pairs.critic.path={base}", "module.pairs.refiner={refiner}")),
+}
+DEFAULT_ROWS = ("sft_base", "sft_chosen", "dpo", "dpo_no_sft", "bdhs", "online_bdhs", "online_dpo", "mixed_dpo", "grpo")
+# The models (and data) rows use besides the base: made once under OUT/helpers/<name> by the commands a user runs,
+# named in a row's overrides as {name}. Each: (the command — "zoo …" or "python …" — and the result inside its folder).
+HELPERS: dict[str, tuple[tuple[str, ...], str]] = {
+    "judge": (("zoo", "train", "recipe=sft", "model=pretrained", "model.path={base}", "data.path={world}",
+               "data.train_split=pairs", "data.format=pairwise_judge", "data.val_split=null", "data.max_length=240",
+               "trainer.max_steps=400", "output_dir={here}", "overwrite=true"), "model"),
+    "reward": (("zoo", "train", "recipe=reward", "model=pretrained", "model.path={base}", "data.path={world}",
+                "output_dir={here}", "overwrite=true"), "model"),
+    "critiques": (("python", "-m", "zoo.align.critics", "triples", "{world}", "--out", "{here}"), ""),
+    "critic": (("zoo", "train", "recipe=critic_sft", "model=pretrained", "model.path={base}", "data.path={critiques}",
+                "data.media_root={world}", "output_dir={here}", "overwrite=true"), "model"),
+    "refiner": (("zoo", "train", "recipe=refiner_sft", "model=pretrained", "model.path={base}",
+                 "data.path={critiques}", "data.media_root={world}", "output_dir={here}", "overwrite=true"), "model"),
 }
 # (task, metric) columns of the table, the headline first
 COLUMNS = (
@@ -75,6 +107,38 @@ def _zoo(*args: str) -> None:
         raise SystemExit(f"failed: zoo {' '.join(args)}")
 
 
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+
+
+def fill(arg: str, base: Path, out: Path, world: Path, here: Path | None = None) -> str:
+    """``arg`` with {base}, {world}, {here} and each helper's {name} replaced (a helper is made when first named)."""
+    def value(match: re.Match) -> str:
+        key = match.group(1)
+        if key in ("base", "world") or (key == "here" and here is not None):
+            return str({"base": base, "world": world, "here": here}[key])
+        if key not in HELPERS:
+            raise SystemExit(f"unknown placeholder {{{key}}} in {arg!r}: known are base, world, {', '.join(HELPERS)}")
+        return str(helper(key, base, out, world))
+
+    return _PLACEHOLDER.sub(value, arg)
+
+
+def helper(name: str, base: Path, out: Path, world: Path) -> Path:
+    """The helper model (or data) ``name`` (`HELPERS`), made under OUT/helpers/<name> unless it is there."""
+    command, result = HELPERS[name]
+    here = out / "helpers" / name
+    done = here / result / ("config.json" if result == "model" else "critiques.jsonl")
+    if not done.exists():
+        args = [fill(a, base, out, world, here) for a in command]
+        if args[0] == "zoo":
+            _zoo(*args[1:])
+        else:
+            print("$ " + " ".join(args), flush=True)
+            if subprocess.run([sys.executable, *args[1:]]).returncode != 0:
+                raise SystemExit(f"failed: {' '.join(args)}")
+    return here / result if result else here
+
+
 def run_row(name: str, seed: int, base: Path, out: Path, world: Path, extra: list[str], force: bool) -> Path:
     """Train (unless the base row) and evaluate one row at one seed; the run folder."""
     row = ROWS[name]
@@ -84,8 +148,9 @@ def run_row(name: str, seed: int, base: Path, out: Path, world: Path, extra: lis
         return run
     model = base
     if row.recipe is not None:
+        overrides = [fill(o, base, out, world) for o in row.overrides]
         _zoo("train", f"recipe={row.recipe}", "model=pretrained", f"model.path={base}", f"seed={seed}",
-             f"output_dir={run}", "overwrite=true", f"data_root={world.parent}", *extra)
+             f"output_dir={run}", "overwrite=true", f"data_root={world.parent}", *overrides, *extra)
         model = run / "model"
     _zoo("eval", str(model), "--suite", SUITE, "--world", str(world), "--output", str(results),
          "--name", f"{name} (seed {seed})" if row.recipe else name)
@@ -173,7 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="runs/alignment", help="folder of the runs and the table")
     p.add_argument("--base", default=None, help="the SFT base model folder (default: OUT/sft-base, trained if missing)")
     p.add_argument("--world", default="data/shapes-0", help="the shapes world (generated if missing)")
-    p.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
+    p.add_argument("--rows", nargs="+", default=list(DEFAULT_ROWS), choices=list(ROWS),
+                   help="rows to train and tabulate (default: %(default)s; the judge and LLF rows are asked by name: "
+                        "they first make the models they use under OUT/helpers)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--slow-seeds", nargs="+", type=int, default=[0],
                    help="seeds of the slow rows (online BDHS generates every step: ~10 min a run on 2 CPU cores)")

@@ -71,3 +71,38 @@ def test_markdown_marks_a_change_whose_interval_includes_zero():
     assert changes[0] == "| control: SFT on the chosen | — | — | — |"  # the control itself
     assert changes[1] == "| DPO (+ SFT term) | -40 %, Δ -0.200 [-0.250, -0.150] | — | — |"
     assert changes[2].startswith("| offline BDHS | -2 %, Δ -0.010 [-0.030, +0.010] (includes 0) |")
+
+
+def test_a_row_names_helper_models_that_are_made_once_with_their_commands(tmp_path, monkeypatch):
+    """{refiner} in an LLF row's overrides: the helper (and the critiques it trains on) is made first, under
+    OUT/helpers, with the commands a user runs; a second row naming it reuses it."""
+    ran = []
+
+    def fake_zoo(*args):
+        ran.append(("zoo", *args))
+        here = next(a.split("=", 1)[1] for a in args if a.startswith("output_dir="))
+        (alignment.Path(here) / "model").mkdir(parents=True, exist_ok=True)
+        (alignment.Path(here) / "model" / "config.json").write_text("{}")
+
+    def fake_run(cmd, **kwargs):
+        ran.append(tuple(cmd[1:]))
+        out = alignment.Path(cmd[cmd.index("--out") + 1])
+        out.mkdir(parents=True)
+        (out / "critiques.jsonl").write_text("")
+        return alignment.subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(alignment, "_zoo", fake_zoo)
+    monkeypatch.setattr(alignment.subprocess, "run", fake_run)
+    base, out, world = tmp_path / "base", tmp_path / "out", tmp_path / "world"
+    filled = [alignment.fill(o, base, out, world) for o in alignment.ROWS["llf_trained_critic"].overrides]
+    helpers = out / "helpers"
+    assert filled == ["critic=prompted", f"module.pairs.critic.path={helpers / 'critic' / 'model'}",
+                      f"module.pairs.refiner={helpers / 'refiner' / 'model'}"]
+    assert ran[0] == ("-m", "zoo.align.critics", "triples", str(world), "--out", str(helpers / "critiques"))
+    assert ran[1][:2] == ("zoo", "train") and "recipe=critic_sft" in ran[1]
+    assert f"data.path={helpers / 'critiques'}" in ran[1] and f"model.path={base}" in ran[1]
+    assert "recipe=refiner_sft" in ran[2] and len(ran) == 3  # the critiques were made once for both
+    alignment.fill("{refiner}", base, out, world)
+    assert len(ran) == 3  # made already: reused
+    with pytest.raises(SystemExit, match="unknown placeholder"):
+        alignment.fill("{nope}", base, out, world)
