@@ -1,6 +1,6 @@
 """Reading data into the one schema: local files (JSONL, Parquet, saved DatasetDicts), and adapters
-for public preference formats (RLAIF-V, VLFeedback, POVID, align-anything): `FORMATS`, `convert`,
-`load_format`.
+for public preference formats (RLAIF-V, VLFeedback, POVID, align-anything with its language-feedback
+data): `FORMATS`, `convert`, `load_format`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from zoo.data.schema import DataError, validate_row
+from zoo.data.critique import critic_row
+from zoo.data.schema import MEDIA_COLUMNS, DataError, validate_row
 from zoo.registry import Registry
 
 logger = logging.getLogger(__name__)
@@ -124,9 +125,9 @@ def _parse_line(raw: bytes, n: int, file: Path) -> dict | None:
 # Adapters for public preference datasets.
 #
 # Each adapter is ``fn(row, index=None, **options) -> row`` turning one source record into the one
-# schema (see `zoo.data.schema`): ``prompt`` (user message with ``{"type": "image"}`` placeholders),
-# ``chosen`` / ``rejected`` (one assistant message each) or ``responses`` / ``scores`` (ranked),
-# ``images`` (paths / bytes / ``{"bytes", "path"}`` dicts in placeholder order) and ``meta``
+# schema (see `zoo.data.schema`): ``prompt`` (user message with ``{"type": "image"|"audio"}`` placeholders),
+# ``chosen`` / ``rejected`` (one assistant message each), ``responses`` / ``scores`` (ranked) or ``completion`` (SFT),
+# ``images`` / ``audios`` (paths / bytes / ``{"bytes", "path"}`` dicts in placeholder order) and ``meta``
 # (provenance). Bad input raises `DataError` naming the example and the source field; a record
 # that is well-formed but carries no preference (a rating tie) raises `SkipExample`, which
 # `convert` counts instead of failing.
@@ -165,11 +166,14 @@ def _text(row: dict, key: str, index: Any) -> str:
     return value.strip()
 
 
-def _image(row: dict, index: Any, keys: tuple[str, ...] = ("image", "image_path")) -> tuple[Any, str]:
-    """The record's one image as a schema media item, from the first of ``keys`` that holds one.
+def _media(row: dict, index: Any, keys: tuple[str, ...], kind: str = "image",
+           required: bool = True) -> tuple[Any, str | None]:
+    """The record's one ``kind`` (image or audio) as a schema media item, from the first of ``keys`` that holds one.
 
-    HF ``Image`` dicts keep their bytes (``{"bytes", "path"}``) or collapse to the path; PIL images
-    become PNG bytes; strings stay paths. Returns the item and the field it came from.
+    HF ``Image`` / ``Audio`` dicts keep their bytes (``{"bytes", "path"}``) or collapse to the path; a decoded
+    HF ``Audio`` dict (``{"array", "sampling_rate"}``, datasets < 4) keeps its samples and rate; PIL images
+    become PNG bytes; strings stay paths. Returns the item and the field it came from, or ``(None, None)``
+    when no field holds one and ``required`` is false.
     """
     for key in keys:
         value = row.get(key) if isinstance(row, dict) else None
@@ -178,6 +182,10 @@ def _image(row: dict, index: Any, keys: tuple[str, ...] = ("image", "image_path"
         if isinstance(value, dict):
             if value.get("bytes") is not None:
                 return {"bytes": value["bytes"], "path": value.get("path")}, key
+            if kind == "audio" and value.get("array") is not None:
+                if value.get("sampling_rate") is None:
+                    raise DataError(index, key, "an audio 'array' without its 'sampling_rate'")
+                return {"array": value["array"], "sampling_rate": value["sampling_rate"]}, key
             if not _missing(value.get("path")):
                 return value["path"], key
             continue
@@ -185,26 +193,37 @@ def _image(row: dict, index: Any, keys: tuple[str, ...] = ("image", "image_path"
             return bytes(value), key
         if isinstance(value, (str, Path)):
             return str(value), key
-        if hasattr(value, "save"):  # a PIL image (the decoded HF Image feature)
+        if kind == "image" and hasattr(value, "save"):  # a PIL image (the decoded HF Image feature)
             buf = io.BytesIO()
             value.save(buf, format="PNG")
             return {"bytes": buf.getvalue(), "path": getattr(value, "filename", None) or None}, key
-        raise DataError(index, key, f"cannot read an image from a {type(value).__name__}")
-    raise DataError(index, keys[0], "no image (" + " / ".join(keys) + " missing)")
+        hint = "; cast the column with datasets.Audio(decode=False)" if hasattr(value, "get_all_samples") else ""
+        raise DataError(index, key, f"cannot read {'an' if kind[0] in 'aeiou' else 'a'} {kind} from a "
+                                    f"{type(value).__name__}{hint}")
+    if required:
+        raise DataError(index, keys[0], f"no {kind} (" + " / ".join(keys) + " missing)")
+    return None, None
 
 
-def _user_prompt(text: str, n_images: int, index: Any, field: str) -> list[dict]:
-    """One user message: ``<image>`` tokens become placeholders where they stand (at the start if absent)."""
-    pieces = text.split(IMAGE_TOKEN)
+def _image(row: dict, index: Any, keys: tuple[str, ...] = ("image", "image_path")) -> tuple[Any, str]:
+    """The record's one image (see `_media`)."""
+    return _media(row, index, keys, "image")
+
+
+def _user_prompt(text: str, n_media: int, index: Any, field: str, kind: str = "image") -> list[dict]:
+    """One user message: ``<image>`` (``<audio>`` for ``kind="audio"``) tokens become placeholders where they
+    stand (at the start if absent)."""
+    token = f"<{kind}>"
+    pieces = text.split(token)
     n_tokens = len(pieces) - 1
     if n_tokens == 0:
-        pieces = [""] * n_images + [text]
-    elif n_tokens != n_images:
-        raise DataError(index, field, f"the text has {n_tokens} '{IMAGE_TOKEN}' token(s) but {n_images} image(s) are given")
+        pieces = [""] * n_media + [text]
+    elif n_tokens != n_media:
+        raise DataError(index, field, f"the text has {n_tokens} '{token}' token(s) but {n_media} {kind}(s) are given")
     content: list[dict] = []
     for i, piece in enumerate(pieces):
         if i:
-            content.append({"type": "image"})
+            content.append({"type": kind})
         piece = piece.strip()
         if piece:
             content.append({"type": "text", "text": piece})
@@ -217,10 +236,23 @@ def _assistant(text: str) -> list[dict]:
     return [{"role": "assistant", "content": [{"type": "text", "text": text}]}]
 
 
-def _pair(prompt: list[dict], images: list, chosen: str, rejected: str, index: Any, meta: dict, fields=("chosen", "rejected")) -> dict:
+def _pair(prompt: list[dict], media: dict[str, list], chosen: str, rejected: str, index: Any, meta: dict,
+          fields=("chosen", "rejected")) -> dict:
+    """A preference row; ``media`` holds its media columns (``{"images": [...]}``, ``{}`` for text only)."""
     if chosen == rejected:
         raise DataError(index, fields[1], f"identical to '{fields[0]}': the pair carries no preference")
-    return {"prompt": prompt, "chosen": _assistant(chosen), "rejected": _assistant(rejected), "images": images, "meta": meta}
+    return {"prompt": prompt, "chosen": _assistant(chosen), "rejected": _assistant(rejected), **media, "meta": meta}
+
+
+def _scalar_fields(row: dict, exclude: Iterable[str]) -> dict:
+    """The record's scalar fields (None, str, int, float, bool) outside ``exclude``: provenance for ``meta``."""
+    exclude = set(exclude)
+    return {k: v for k, v in row.items() if k not in exclude and (v is None or isinstance(v, (str, int, float, bool)))}
+
+
+def _first_present(row: dict, keys: tuple[str, ...]) -> str:
+    """The first of ``keys`` the record fills (errors name ``keys[0]`` when none is)."""
+    return next((k for k in keys if not _missing(row.get(k))), keys[0]) if isinstance(row, dict) else keys[0]
 
 
 @FORMATS.register("rlaif_v")
@@ -236,7 +268,7 @@ def rlaif_v(row: dict, index: Any = None) -> dict:
     image, _ = _image(row, index)
     meta = {"source": "rlaif_v"}
     meta.update({k: row.get(k) for k in ("ds_name", "origin_dataset", "origin_split", "idx", "image_path")})
-    return _pair(_user_prompt(question, 1, index, "question"), [image], chosen, rejected, index, meta)
+    return _pair(_user_prompt(question, 1, index, "question"), {"images": [image]}, chosen, rejected, index, meta)
 
 
 VLFEEDBACK_ASPECTS = ("Helpfulness", "Ethical Considerations", "Visual Faithfulness")
@@ -308,7 +340,7 @@ def vlfeedback(row: dict, index: Any = None, aspects: Iterable[str] = VLFEEDBACK
     worst = min(scored, key=lambda s: s[0])
     meta.update(chosen_model=best[2], rejected_model=worst[2], chosen_score=best[0], rejected_score=worst[0])
     fields = (f"completions[{best[3]}].response", f"completions[{worst[3]}].response")
-    return _pair(prompt, [image], best[1], worst[1], index, meta, fields)
+    return _pair(prompt, {"images": [image]}, best[1], worst[1], index, meta, fields)
 
 
 FORMATS.register("vlfeedback_ranked", partial(vlfeedback, ranked=True))
@@ -355,22 +387,29 @@ def povid(row: dict, index: Any = None) -> dict:
     if prompt[0]["role"] != "user":
         raise DataError(index, "conversations[0].from", "the conversation must start with a human turn")
     meta = {"source": "povid", "id": row.get("id"), "image": row.get("image") if isinstance(row.get("image"), str) else None}
-    return _pair(prompt, [image], chosen, rejected, index, meta, ("conversations", "rejected"))
+    return _pair(prompt, {"images": [image]}, chosen, rejected, index, meta, ("conversations", "rejected"))
 
 
-_AA_MAIN = {"question", "image", "response_1", "response_2", "overall_response"}
+# ---------------------------------------------------------------------------------------------
+# Align-Anything (PKU-Alignment/align-anything; Ji et al., "Align Anything", arXiv:2412.15838).
+#
+# Field names as align-anything's own loaders read them: align_anything/configs/format_dataset.py in
+# github.com/PKU-Alignment/align-anything (commit 3f9decc, 2025-11-27), templates ``AA_TI2T``, ``AA_TA2T``,
+# ``AA_TI2T_LLF`` and ``AA_TA2T_LLF``; the LLF ``critique`` field from projects/lang_feedback/refine_gen.py
+# there (which reads ``prompt``, ``image``, ``critique`` of each record).
+# ---------------------------------------------------------------------------------------------
+
+_AA_RESPONSES = ("response_1", "response_2", "overall_response")
 
 
-@FORMATS.register("aa_ti2t")
-def aa_ti2t(row: dict, index: Any = None) -> dict:
-    """Align-Anything text-image-to-text (PKU-Alignment/align-anything, subset ``text-image-to-text``;
-    Ji et al., "Align Anything", arXiv:2412.15838).
-
-    Source fields: ``question``, ``image`` (HF Image), ``response_1``, ``response_2`` and
-    ``overall_response`` (1 or 2: the preferred one, which becomes chosen). Every other scalar field
-    (``p_response``, ``prompt_following_rate_1``, ``objective_rules_rate_2`` …) is kept in ``meta``.
-    """
-    question = _text(row, "question", index)
+def _aa_preference(row: dict, index: Any, *, text_keys: tuple[str, ...], media_keys: tuple[str, ...], kind: str,
+                   source: str) -> dict:
+    """An align-anything preference record (two responses, ``overall_response`` 1 or 2 naming the preferred
+    one) with one ``kind`` medium as a pair: chosen = the preferred response. The question comes from the first
+    of ``text_keys`` that is filled, the medium from the first of ``media_keys``; every other scalar field is
+    kept in ``meta``."""
+    text_key = _first_present(row, text_keys)
+    question = _text(row, text_key, index)
     responses = {1: _text(row, "response_1", index), 2: _text(row, "response_2", index)}
     preferred = _field(row, "overall_response", index)
     try:
@@ -379,30 +418,114 @@ def aa_ti2t(row: dict, index: Any = None) -> dict:
         preferred = None
     if preferred not in (1, 2):
         raise DataError(index, "overall_response", f"expected 1 or 2, got {row.get('overall_response')!r}")
-    image, _ = _image(row, index, ("image", "image_path"))
+    item, _ = _media(row, index, media_keys, kind)
     other = 3 - preferred
-    meta = {"source": "align_anything_ti2t", "overall_response": preferred}
-    meta.update({k: v for k, v in row.items() if k not in _AA_MAIN and (v is None or isinstance(v, (str, int, float, bool)))})
+    meta = {**_scalar_fields(row, (*text_keys, *media_keys, *_AA_RESPONSES)), "source": source,
+            "overall_response": preferred}
     fields = (f"response_{preferred}", f"response_{other}")
-    return _pair(_user_prompt(question, 1, index, "question"), [image], responses[preferred], responses[other], index, meta, fields)
+    return _pair(_user_prompt(question, 1, index, text_key, kind), {MEDIA_COLUMNS[kind]: [item]},
+                 responses[preferred], responses[other], index, meta, fields)
+
+
+@FORMATS.register("aa_ti2t")
+def aa_ti2t(row: dict, index: Any = None) -> dict:
+    """Align-Anything text-image-to-text (hub subset ``text-image-to-text``; template ``AA_TI2T``).
+
+    Source fields: ``question``, ``image`` (HF Image; else ``image_path``), ``response_1``, ``response_2`` and
+    ``overall_response`` (1 or 2: the preferred one, which becomes chosen). Every other scalar field
+    (``p_response``, ``prompt_following_rate_1``, ``objective_rules_rate_2`` …) is kept in ``meta``.
+    """
+    return _aa_preference(row, index, text_keys=("question",), media_keys=("image", "image_path"), kind="image",
+                          source="align_anything_ti2t")
+
+
+@FORMATS.register("aa_ta2t")
+def aa_ta2t(row: dict, index: Any = None) -> dict:
+    """Align-Anything text-audio-to-text (hub subset ``text-audio-to-text``; template ``AA_TA2T``).
+
+    Source fields as ``AA_TA2T`` reads them: ``prompt`` (the question; ``question`` is read when ``prompt``
+    is absent), ``audio_path`` (an HF ``Audio`` column — ``AA_TA2T`` takes its ``array`` and
+    ``sampling_rate``; ``audio`` is read when ``audio_path`` is absent), ``response_1``, ``response_2`` and
+    ``overall_response`` (1 or 2). The audio goes to ``audios`` (bytes/path dict, decoded array + rate, or a
+    path) behind one ``{"type": "audio"}`` placeholder; other scalar fields are kept in ``meta``.
+    """
+    return _aa_preference(row, index, text_keys=("prompt", "question"), media_keys=("audio_path", "audio"),
+                          kind="audio", source="align_anything_ta2t")
+
+
+_LLF_IMAGE = ("image", "image_path")
+_LLF_AUDIO = ("audio", "audio_path")
+_LLF_TEXT = ("prompt", "response", "critique", "refinement")
+
+
+def _aa_llf_prompt(row: dict, index: Any) -> tuple[list[dict], dict[str, list]]:
+    """An LLF record's user prompt (``prompt``, with the placeholder of its image or audio, if any) and its
+    media columns (``{}`` for a text-only record)."""
+    text = _text(row, "prompt", index)
+    image, image_key = _media(row, index, _LLF_IMAGE, "image", required=False)
+    audio, audio_key = _media(row, index, _LLF_AUDIO, "audio", required=False)
+    if image is not None and audio is not None:
+        raise DataError(index, audio_key, f"both an image ('{image_key}') and an audio: an LLF record holds one or "
+                                          "the other")
+    for kind, item in (("image", image), ("audio", audio)):
+        if item is not None:
+            return _user_prompt(text, 1, index, "prompt", kind), {MEDIA_COLUMNS[kind]: [item]}
+    return _user_prompt(text, 0, index, "prompt"), {}
+
+
+@FORMATS.register("aa_llf")
+def aa_llf(row: dict, index: Any = None) -> dict:
+    """Align-Anything learning-from-language-feedback data (templates ``AA_TI2T_LLF`` / ``AA_TA2T_LLF``) as
+    a preference pair: chosen = ``refinement``, rejected = ``response``, as align-anything's DPO on LLF
+    data pairs them.
+
+    Source fields: ``prompt``, ``response``, ``critique``, ``refinement``, and an ``image`` (``AA_TI2T_LLF``:
+    the image's bytes; HF Image dicts, PIL images and paths are read too; else ``image_path``) or an
+    ``audio`` (``AA_TA2T_LLF``: a path; else ``audio_path``) or neither (text only). The critique is kept in
+    ``meta["critique"]`` with the other scalar fields. A refinement identical to the response is a
+    `SkipExample`.
+    """
+    prompt, media = _aa_llf_prompt(row, index)
+    response, critique_text, refinement = (_text(row, f, index) for f in ("response", "critique", "refinement"))
+    if refinement == response:
+        raise SkipExample("refinement identical to the response")
+    meta = {**_scalar_fields(row, (*_LLF_TEXT, *_LLF_IMAGE, *_LLF_AUDIO)), "source": "align_anything_llf",
+            "critique": critique_text}
+    return _pair(prompt, media, refinement, response, index, meta, ("refinement", "response"))
+
+
+@FORMATS.register("aa_llf_critic")
+def aa_llf_critic(row: dict, index: Any = None) -> dict:
+    """The same LLF record as one critic SFT row: the critic's question (`zoo.data.critique.critic_row`)
+    about ``response`` to the record's prompt and media; completion = ``critique``. ``refinement`` is not
+    needed; scalar fields other than the texts are kept in ``meta``."""
+    prompt, media = _aa_llf_prompt(row, index)
+    response, critique_text = _text(row, "response", index), _text(row, "critique", index)
+    made = critic_row({"prompt": prompt, **media}, response, index)
+    meta = {**_scalar_fields(row, (*_LLF_TEXT, *_LLF_IMAGE, *_LLF_AUDIO)), "source": "align_anything_llf_critic"}
+    return {**made, "completion": critique_text, "meta": meta}
 
 
 def _resolve_media(row: dict, media_root: str | Path, index: Any) -> None:
-    """Make relative image paths absolute under ``media_root``; a missing file is a DataError."""
+    """Make relative media paths (images, audios, videos) absolute under ``media_root``; a missing file is a
+    DataError."""
     root = Path(media_root)
-    images = []
-    for i, item in enumerate(row.get("images") or []):
-        path = item if isinstance(item, str) else None
-        if isinstance(item, dict) and item.get("bytes") is None and isinstance(item.get("path"), str):
-            path = item["path"]
-        if path is not None:
-            p = Path(path)
-            p = p if p.is_absolute() else root / p
-            if not p.exists():
-                raise DataError(index, f"images[{i}]", f"image file not found: {p}")
-            item = str(p)
-        images.append(item)
-    row["images"] = images
+    for kind, column in MEDIA_COLUMNS.items():
+        if not row.get(column):
+            continue
+        items = []
+        for i, item in enumerate(row[column]):
+            path = item if isinstance(item, str) else None
+            if isinstance(item, dict) and item.get("bytes") is None and isinstance(item.get("path"), str):
+                path = item["path"]
+            if path is not None:
+                p = Path(path)
+                p = p if p.is_absolute() else root / p
+                if not p.exists():
+                    raise DataError(index, f"{column}[{i}]", f"{kind} file not found: {p}")
+                item = str(p)
+            items.append(item)
+        row[column] = items
 
 
 def convert(
@@ -443,16 +566,17 @@ def convert(
     return out
 
 
-_HUB_SUBSETS = {"aa_ti2t": "text-image-to-text"}
+_HUB_SUBSETS = {"aa_ti2t": "text-image-to-text", "aa_ta2t": "text-audio-to-text"}
 
 
 def _undecoded(ds):
-    """Image columns as ``{"bytes", "path"}`` dicts rather than decoded PIL images."""
+    """Image and audio columns as ``{"bytes", "path"}`` dicts rather than decoded PIL images / audio decoders."""
     import datasets
 
     for column, feature in ds.features.items():
-        if isinstance(feature, datasets.Image) and feature.decode:
-            ds = ds.cast_column(column, datasets.Image(decode=False))
+        for kind in (datasets.Image, datasets.Audio):
+            if isinstance(feature, kind) and feature.decode:
+                ds = ds.cast_column(column, kind(decode=False))
     return ds
 
 
@@ -482,8 +606,9 @@ def load_format(
 
     A local ``.json``/``.jsonl``/``.parquet`` file, a folder holding ``{split}.json`` (or whatever
     `read_rows` reads), or a hub repo id loaded with ``datasets.load_dataset`` (``subset`` names the
-    configuration; ``aa_ti2t`` defaults to ``text-image-to-text``). With ``media_root``, relative
-    image paths are resolved and checked now; without, they stay relative (for the encoder's root).
+    configuration; ``aa_ti2t`` defaults to ``text-image-to-text``, ``aa_ta2t`` to ``text-audio-to-text``).
+    With ``media_root``, relative media paths are resolved and checked now; without, they stay relative (for
+    the encoder's root).
     """
     path = Path(path_or_repo)
     if path.is_file():

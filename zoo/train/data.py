@@ -52,8 +52,9 @@ class ChatDataModule(L.LightningDataModule):
         subset: str | None = None,
     ):
         super().__init__()
-        # format: a public dataset's layout (zoo.data.formats.FORMATS: rlaif_v, vlfeedback, povid, aa_ti2t) converted
-        # on reading; None: rows already in the zoo's schema. subset: the Hub dataset's configuration.
+        # format: a public dataset's layout (zoo.data.formats.FORMATS: rlaif_v, vlfeedback, povid, aa_ti2t, aa_ta2t,
+        # aa_llf, aa_llf_critic …) converted on reading; None: rows already in the zoo's schema. subset: the Hub
+        # dataset's configuration.
         self.format, self.subset = format, subset
         self.seed = seed  # the training batches of epoch e are a function of (seed, e): see `ResumableLoader`
         self.path, self.world, self.world_config = Path(path), world, dict(world_config or {})
