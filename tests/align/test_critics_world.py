@@ -117,7 +117,7 @@ def test_triples_train_a_critic_and_a_refiner(tiny_world, tmp_path):
     triples = read_rows(tmp_path / "c", "critiques")
     pairs = read_rows(tiny_world, "pairs")
     assert len(triples) == 2 * len(pairs)
-    assert json.loads((tmp_path / "c" / "critiques.json").read_text())["triples"] == len(triples)
+    assert json.loads((tmp_path / "c" / "summary.json").read_text())["triples"] == len(triples)
     for t in triples[:6]:
         assert t["critique"] == WorldCritic()([t], [t["response"]])[0]
         assert t["errors"] == response_errors(t["response"], t)

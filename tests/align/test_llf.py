@@ -193,3 +193,66 @@ def test_a_separate_refiner_writes_the_refinements(tiny_policy, tiny_world, tmp_
     written = [json.loads(line) for name in ("llf.jsonl", "llf.dropped.jsonl")
                for line in (tmp_path / "out" / name).read_text().splitlines()]
     assert sorted(r["llf"]["refinement"] for r in written) == sorted(r["refinement"] for r in records)
+
+
+def test_the_llf_recipes_run_end_to_end(tmp_path, monkeypatch):
+    """critique triples → a trained critic and a trained refiner (SFT on the critique / refine formats) → DPO+LLF
+    with them, and the LLF reward model; every stage through the recipes a user runs. The models are tiny and
+    random, so once they are trained their generations are scripted (answer, critique, refinement in turn)."""
+    from tests.train.test_sft import tiny_overrides
+    from zoo.align.critics.__main__ import main as critics_main
+    from zoo.models.policy import Generation, Policy
+    from zoo.train.run import compose_config, train
+
+    base_run = tmp_path / "base"
+    train(compose_config(["recipe=sft", *tiny_overrides(base_run, steps=2)]))
+    base, world = base_run / "run" / "model", base_run / "data" / "shapes-0"
+    assert critics_main(["triples", str(world), "--out", str(tmp_path / "critiques")]) == 0
+    tiny = [o for o in tiny_overrides(tmp_path, steps=2) if o.startswith(("trainer.", "data.world_config", "checkpoint",
+                                                                       "data.batch_size", "module.warmup"))]
+    helpers = {}
+    for recipe in ("critic_sft", "refiner_sft"):
+        out = tmp_path / recipe
+        cfg = compose_config([f"recipe={recipe}", "model=pretrained", f"model.path={base}",
+                              f"data.path={tmp_path / 'critiques'}", f"data.media_root={world}", f"output_dir={out}",
+                              *tiny, "trainer.val_check_interval=null"])
+        assert cfg.data.format == ("critique" if recipe == "critic_sft" else "refine")
+        assert train(cfg)["global_step"] == 2
+        helpers[recipe] = out / "model"
+
+    script = ["The circle is red.", "There is no circle: remove it.", "The square is blue."]
+    calls = []
+
+    def scripted(self, batch, media=None, **kw):
+        text = script[len(calls) % 3]
+        calls.append(text)
+        n = batch["input_ids"].shape[0]
+        return Generation([[5, 6]] * n, [text] * n, [True] * n)
+
+    monkeypatch.setattr(Policy, "generate", scripted)
+    llf = ["recipe=llf", "model=pretrained", f"model.path={base}", f"data_root={base_run / 'data'}", "critic=prompted",
+           f"module.pairs.critic.path={helpers['critic_sft']}", f"module.pairs.refiner={helpers['refiner_sft']}",
+           "module.pairs.limit=6", "module.pairs.config.batch_size=8", *tiny]
+    assert train(compose_config([*llf, f"output_dir={tmp_path / 'llf'}"]))["global_step"] == 2
+    assert calls == script  # one generation per stage for the whole chunk: answer, critique (the critic), refinement
+    summary = json.loads((tmp_path / "llf" / "llf_pairs" / "llf.json").read_text())
+    assert summary["prompts"] == 6 and summary["pairs"] == 6
+    assert summary["critic"] == f"PromptedCritic({helpers['critic_sft']})" and summary["refiner"] == str(helpers["refiner_sft"])
+    (row, *_) = [json.loads(line) for line in (tmp_path / "llf" / "llf_pairs" / "llf.jsonl").read_text().splitlines()]
+    assert row["llf"]["critique"] == script[1] and row["chosen"][0]["content"][0]["text"] == script[2]
+    # with the verifier as the filter, refinements it does not score higher are dropped; none left is a clear error.
+    # Naming no shape costs 0.5 per object (1–4 objects); naming all six costs 1 per absent one: never better
+    calls.clear()
+    script[:] = ["It is an image.", "Name the shapes.", "The circle, square, triangle, star, diamond and cross."]
+    with pytest.raises(ValueError, match=r"LLF made no pair from 6 prompts \(dropped: 6 not_better\)"):
+        train(compose_config([*llf, f"output_dir={tmp_path / 'filtered'}", "+module.pairs.judge._target_="
+                              "zoo.align.judges.VerifierJudge"]))
+    # the LLF reward model on the world critic's pairs, the policy refining
+    calls.clear()
+    cfg = compose_config(["recipe=llf_reward", "model=pretrained", f"model.path={base}", f"data_root={base_run / 'data'}",
+                          f"output_dir={tmp_path / 'rm'}", "module.pairs.limit=6", *tiny, "data.holdout=0.0",
+                          "data.val_split=null"])
+    assert cfg.module._target_ == "zoo.train.modules.RewardModule"
+    assert cfg.module.pairs.critic._target_ == "zoo.align.critics.world.WorldCritic"
+    train(cfg)
+    assert (tmp_path / "rm" / "model" / "reward.json").exists()

@@ -1,9 +1,9 @@
 """Critics from the command line: make critique triples with the world's critic, and measure a trained critic.
 
-    python -m zoo.align.critics triples data/shapes-0 --out runs/critiques      # critiques.jsonl (+ .json)
+    python -m zoo.align.critics triples data/shapes-0 --out runs/critiques      # critiques.jsonl (+ summary.json)
     python -m zoo.align.critics eval runs/critic/model runs/critiques --source data/shapes-0
 
-``triples``: each preference row of the world's split gives two triples, its chosen and its rejected caption as
+``triples`` (``critiques.jsonl`` and ``summary.json``): each preference row of the world's split gives two triples, its chosen and its rejected caption as
 the response, with the world critic's critique, the errors behind it and the corrected response (``refinement``):
 the data of ``recipe=critic_sft`` (format ``critique``) and ``recipe=refiner_sft`` (format ``refine``).
 ``eval``: asks a critic model (`zoo.align.critics.prompted.PromptedCritic`) about the triples whose images the
@@ -59,7 +59,7 @@ def write_triples(world: str | Path, out: str | Path, split: str = "pairs", seed
             kinds[e["kind"]] = kinds.get(e["kind"], 0) + 1
     summary = {"world": str(world), "split": split, "seed": seed, "limit": limit, "triples": len(triples),
                "with_errors": sum(bool(t["errors"]) for t in triples), "errors": kinds}
-    (out / f"{TRIPLES}.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return summary
 
 

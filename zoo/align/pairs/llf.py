@@ -266,7 +266,10 @@ class LLFPairs(PairSource):
 
     def prepare(self, policy: Policy) -> None:
         self.summary = generate_dataset(policy, critic=self.critic, judge=self.judge, **self.settings)
-        self.metrics = {}
+        if not self.summary["pairs"]:
+            dropped = ", ".join(f"{n} {reason}" for reason, n in self.summary["dropped"].items())
+            raise ValueError(f"LLF made no pair from {self.summary['prompts']} prompts (dropped: {dropped}); every "
+                             f"stage of every row is in {Path(self.settings['output']) / (DROPPED + '.jsonl')}")
 
 
 def describe(part: Any) -> str:
