@@ -127,7 +127,7 @@ def test_skip_bad_skips_and_counts_by_reason(encoder, rows, tiny_rows):
     assert len(examples) == 6
     assert report.total == 3
     assert report.skipped == {"images: not found": 1, "completion: empty": 1, "images: placeholder": 1}
-    assert "skipped 3 bad example(s)" in report.summary()
+    assert "skipped 3 example(s)" in report.summary()
     with pytest.raises(DataError, match="example 6, field 'images\\[0\\]'"):
         encode_rows(good + [missing], encoder.encode, skip_bad=False)
 

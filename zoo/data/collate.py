@@ -251,7 +251,7 @@ class SkipReport:
         if not self.total:
             return "no example skipped"
         reasons = "; ".join(f"{n}× {r}" for r, n in self.skipped.most_common())
-        return f"skipped {self.total} bad example(s): {reasons}"
+        return f"skipped {self.total} example(s): {reasons}"  # the reasons say why: bad input, or held out by a format
 
 
 def encode_rows(
