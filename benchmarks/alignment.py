@@ -64,6 +64,10 @@ ROWS: dict[str, Row] = {
     "llf_refiner": Row("DPO+LLF (world critic, trained refiner)", "llf", overrides=("module.pairs.refiner={refiner}",)),
     "llf_refiner_quarter": Row("DPO+LLF (world critic, trained refiner, 25 % of prompts)", "llf",
                                overrides=("module.pairs.refiner={refiner}", "module.pairs.fraction=0.25")),
+    "llf_no_critique": Row("control: LLF with a constant critique (trained refiner)", "llf",
+                           overrides=("critic=constant", "module.pairs.refiner={refiner}")),
+    "llf_refiner_other": Row("DPO+LLF (world critic, refiner trained on other images)", "llf",
+                             overrides=("module.pairs.refiner={refiner_other}",)),
     "llf_trained_critic": Row("DPO+LLF (trained critic, trained refiner)", "llf", overrides=(
         "critic=prompted", "module.pairs.critic.path={critic}", "module.pairs.refiner={refiner}")),
     "llf_prompted_critic": Row("DPO+LLF (the SFT base as critic, trained refiner)", "llf", overrides=(
@@ -79,6 +83,12 @@ HELPERS: dict[str, tuple[tuple[str, ...], str]] = {
     "reward": (("zoo", "train", "recipe=reward", "model=pretrained", "model.path={base}", "data.path={world}",
                 "output_dir={here}", "overwrite=true"), "model"),
     "critiques": (("python", "-m", "zoo.align.critics", "triples", "{world}", "--out", "{here}"), ""),
+    # triples on images LLF never prompts with: the ranked split's captions and the train split's (true, partial) ones
+    "critiques_other": (("python", "-m", "zoo.align.critics", "triples", "{world}", "--out", "{here}", "--split", "ranked",
+                         "train", "--task", "caption", "caption_ranked", "--limit", "4000"), ""),
+    "refiner_other": (("zoo", "train", "recipe=refiner_sft", "model=pretrained", "model.path={base}",
+                       "data.path={critiques_other}", "data.media_root={world}", "output_dir={here}", "overwrite=true"),
+                      "model"),
     "critic": (("zoo", "train", "recipe=critic_sft", "model=pretrained", "model.path={base}", "data.path={critiques}",
                 "data.media_root={world}", "output_dir={here}", "overwrite=true"), "model"),
     "refiner": (("zoo", "train", "recipe=refiner_sft", "model=pretrained", "model.path={base}",

@@ -129,3 +129,30 @@ def test_triples_train_a_critic_and_a_refiner(tiny_world, tmp_path):
     assert len(held) == len(convert(triples, "critique_heldout"))
     result = evaluate_critic(WorldCritic(), triples)
     assert result["error_recall"] == 1.0 and len(result["examples"]) == 5
+
+
+def test_triples_of_other_splits_and_tasks(tiny_world):
+    """Caption rows (completion) and ranked rows (every response) give triples too, on images LLF never prompts
+    with; ``tasks`` keeps the caption rows of the train split."""
+    from zoo.align.critics.__main__ import make_triples
+    from zoo.data.formats import read_rows
+
+    triples = make_triples(tiny_world, ["ranked", "train"], tasks=["caption", "caption_ranked"], limit=3)
+    ranked = read_rows(tiny_world, "ranked")[:3]
+    assert len(triples) == sum(len(r["responses"]) for r in ranked) + 3
+    assert [t["id"] for t in triples[:2]] == [f"{ranked[0]['id']}-r0", f"{ranked[0]['id']}-r1"]
+    assert triples[0]["errors"] == [] and triples[1]["errors"]  # the ranked truth first, then a hallucination
+    assert {t["task"] for t in triples} == {"caption_ranked", "caption"}
+    assert all(t["image_id"].startswith(("ranked", "train")) for t in triples)
+
+
+def test_the_constant_critic_is_the_control_of_a_critiques_content():
+    from zoo.align.critics.constant import ConstantCritic
+
+    critic = CRITICS.get("constant")()
+    assert isinstance(critic, ConstantCritic) and critic([ROW, ROW], ["a", "b"]) == ["Please refine the response."] * 2
+    assert ConstantCritic(" Again. ")([ROW], ["a"]) == ["Again."]
+    with pytest.raises(ValueError, match="non-empty"):
+        ConstantCritic("")
+    with pytest.raises(ValueError, match="1 responses but 2 references"):
+        critic([ROW, ROW], ["a"])
