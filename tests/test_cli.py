@@ -56,7 +56,7 @@ def test_config_file_is_a_command_line_written_as_yaml(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("override,message", [
-    ("recipe=nope", "unknown recipe 'nope'; recipe options: bdhs, curry_dpo, dpo"),
+    ("recipe=nope", "unknown recipe 'nope'; recipe options: bdhs, critic_sft, curry_dpo, dpo"),
     ("foo=1", "unknown key 'foo'"),
     ("trainer.max_step=3", "trainer.max_step is not an option of Trainer; did you mean max_steps"),
     ("data.world_config.n_trains=3", "unknown shapes world setting(s) n_trains"),

@@ -105,4 +105,4 @@ def test_entry_names_separate_backbone_and_recipe():
     assert len(names) == len(set(names)) and not set(OLD_NAMES) & set(names)  # each entry listed once
     assert "shapes-vlm" in names  # the SFT base is the backbone alone
     recipes = {n.rsplit(".", 1)[1] for n in names if n != "shapes-vlm"}  # "<backbone>.<recipe>"
-    assert recipes == {"dpo", "bdhs", "online-bdhs", "sft-chosen", "online-dpo", "mixed-dpo", "grpo", "reward"}
+    assert recipes == {"dpo", "bdhs", "online-bdhs", "sft-chosen", "online-dpo", "mixed-dpo", "grpo", "reward", "llf", "llf-reward"}
