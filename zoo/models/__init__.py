@@ -52,3 +52,12 @@ def load_reward_model(path: str | Path, dtype=None, device=None, trust_remote_co
     from zoo.models.reward import load_reward_model as load
 
     return load(path, dtype=dtype, device=device, trust_remote_code=trust_remote_code, freeze=freeze)
+
+
+def load_frozen_policy(path: str | Path, dtype=None, device: str | None = None):
+    """A model asked questions, never trained (a judge, a critic, a refiner): `load_policy` in eval mode without
+    gradients, on ``device`` (default: CUDA when there is one)."""
+    import torch
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return load_policy(path, dtype=dtype, device=device).eval().requires_grad_(False)

@@ -43,10 +43,9 @@ class PromptedCritic(Critic):
     def policy(self):
         """The critic model, loaded on first use, in eval mode, without gradients."""
         if self._policy is None:
-            from zoo.models import load_policy
+            from zoo.models import load_frozen_policy
 
-            device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
-            self._policy = load_policy(self.path, dtype=self.dtype, device=device).eval().requires_grad_(False)
+            self._policy = load_frozen_policy(self.path, dtype=self.dtype, device=self.device)
         return self._policy
 
     def __call__(self, references: Sequence[Mapping[str, Any]], responses: Sequence[str]) -> list[str]:

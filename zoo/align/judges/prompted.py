@@ -107,10 +107,9 @@ class PromptedJudge(Judge):
     def policy(self):
         """The judge model, loaded on first use, in eval mode, without gradients."""
         if self._policy is None:
-            from zoo.models import load_policy
+            from zoo.models import load_frozen_policy
 
-            device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
-            self._policy = load_policy(self.path, dtype=self.dtype, device=device).eval().requires_grad_(False)
+            self._policy = load_frozen_policy(self.path, dtype=self.dtype, device=self.device)
         return self._policy
 
     @property

@@ -189,9 +189,9 @@ def generate_dataset(policy: Policy, source: str | Path, output: str | Path, cri
     todo = [(i, row_id(r, split, i), r) for i, r in enumerate(rows) if row_id(r, split, i) not in done]
     refining = None
     if refiner is not None:
-        from zoo.models import load_policy
+        from zoo.models import load_frozen_policy
 
-        refining = load_policy(refiner, device=next(policy.parameters()).device).eval().requires_grad_(False)
+        refining = load_frozen_policy(refiner, device=str(next(policy.parameters()).device))
     sampler = LLFSampler(policy, critic, judge, config, media_root=source, refiner=refining)
     start, made = time.perf_counter(), 0
     columns = (TextColumn("LLF pairs"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
