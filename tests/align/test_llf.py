@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from zoo.align.pairs.llf import LLFConfig, LLFPairs, LLFSampler, generate_dataset, summarize, verdict
 from zoo.data.critique import REFINE_INSTRUCTION, refine_row
