@@ -51,6 +51,8 @@ ROWS: dict[str, Row] = {
     "dpo": Row("DPO (+ SFT term)", "dpo"),
     "dpo_no_sft": Row("control: DPO without the SFT term", "dpo_no_sft"),
     "bdhs": Row("offline BDHS", "bdhs"),
+    "bdhs_rewrite": Row("offline BDHS, the paper's rewrite (no insertion)", "bdhs", overrides=(
+        "module.pairs.config.insert=0.0", "module.pairs.config.rewrite=true", "module.pairs.config.noise_step=100")),
     "online_bdhs": Row("online BDHS", "online_bdhs", slow=True),
     "online_dpo": Row("online DPO (verifier, K = 8)", "online_dpo", slow=True),
     "mixed_dpo": Row("Mixed-DPO (p = 0.5)", "mixed_dpo", slow=True),

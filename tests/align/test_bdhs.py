@@ -243,6 +243,58 @@ def test_guided_samples_keep_the_cuts_and_ground_truth_structure(tiny_policy, it
     assert longest > 1  # multi-sentence responses were among them
 
 
+def test_insert_adds_sentences_of_the_models_own_and_changes_nothing_else(tiny_policy, items, tokens):
+    """``insert``: after each chosen sentence the model may write one more (hallucination by addition); the
+    rewrites are exactly those of the run without insertion, and each kept insertion sits after its sentence."""
+    tok = tiny_policy.tokenizer
+    plain = BDHSSampler(tiny_policy, BDHSConfig(max_tries=2), similarity=never_similar).sample(items)
+    added = BDHSSampler(tiny_policy, BDHSConfig(max_tries=2, insert=1.0), similarity=never_similar).sample(items)
+    kept_any = False
+    for item, before, after in zip(items, plain, added):
+        n = len(tokens.sentences(item.chosen))
+        assert after.tries == 1 and len(after.sentences) == 2 * n  # insert 1: a try after every sentence
+        rewrites, inserts = after.sentences[0::2], after.sentences[1::2]
+        assert rewrites == before.sentences  # the same cuts and the same completions
+        assert all(set(p) == {"inserted", "kept"} and p["kept"] == bool(p["inserted"]) for p in inserts)
+        in_order = [p["written"] if "written" in p else p["inserted"] for p in after.sentences
+                    if p.get("kept", True)]
+        assert re.sub(r"\s+", "", after.rejected) == re.sub(r"\s+", "", "".join(in_order))
+        assert after.rejected == tok.decode(after.rejected_ids, skip_special_tokens=True).strip()
+        kept_any |= any(p["kept"] for p in inserts)
+    assert kept_any  # the tiny model did write sentences of its own
+    some = BDHSSampler(tiny_policy, BDHSConfig(max_tries=2, insert=0.5), similarity=never_similar).sample(items)
+    counts = [sum("inserted" in p for p in s.sentences) for s in some]
+    assert 0 < sum(counts) < sum(len(tokens.sentences(i.chosen)) for i in items)
+    with pytest.raises(ValueError, match="insert"):
+        BDHSConfig(insert=2.0)
+    with pytest.raises(ValueError, match="needs insert"):
+        BDHSConfig(rewrite=False)
+    # rewrite=False: the chosen sentences verbatim, the model's own sentences between them
+    only = BDHSSampler(tiny_policy, BDHSConfig(max_tries=2, insert=1.0, rewrite=False),
+                       similarity=never_similar).sample(items)
+    for item, before, after in zip(items, added, only):
+        truth = [tok.decode(s, skip_special_tokens=True).strip() for s in tokens.sentences(item.chosen)]
+        assert [p["written"] for p in after.sentences[0::2]] == truth and [p["cut"] for p in after.sentences[0::2]] == truth
+        assert after.sentences[1::2] == before.sentences[1::2]  # the same insertions: rewrites don't feed them
+
+
+def test_an_inserted_sentence_that_restates_a_chosen_one_is_dropped(tiny_policy, items, tokens):
+    """The filter compares each inserted sentence with every chosen sentence; one as similar as ε_s says
+    nothing new and is left out, so the rejected response is the plain rewrite."""
+    tok = tiny_policy.tokenizer
+    truth = {tok.decode(s, skip_special_tokens=True).strip() for i in items for s in tokens.sentences(i.chosen)}
+    seen = []
+
+    def restates(a, b):  # the insertion check: b holds chosen sentences; the whole-response check: responses
+        seen.extend(x for x in b if x in truth)
+        return [0.99 if x in truth else 0.0 for x in b]
+
+    plain = BDHSSampler(tiny_policy, BDHSConfig(max_tries=2), similarity=never_similar).sample(items)
+    added = BDHSSampler(tiny_policy, BDHSConfig(max_tries=2, insert=1.0), similarity=restates).sample(items)
+    assert seen and all(not p["kept"] for s in added for p in s.sentences if "inserted" in p)
+    assert [s.rejected_ids for s in added] == [s.rejected_ids for s in plain]
+
+
 class ScriptedSimilarity:
     """Stub filter: item k (by chosen text) is 'too similar' on its first ``fails[k]`` tries."""
 

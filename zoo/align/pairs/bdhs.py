@@ -10,7 +10,12 @@ Reference-guided completion: the chosen response is split into sentences; each s
 random word; the model completes each cut under the masked input until a full stop (or EOS),
 conditioned on the ground-truth sentences before it. All sentences of all examples are completed in
 one batched, KV-cached generation. A sentence that starts with yes/no keeps that word, flipped with
-probability ``flip_yes_no``. If the rejected response is too similar to the chosen one (cosine of
+probability ``flip_yes_no``. With ``insert`` > 0, after each ground-truth sentence the model may also write
+one sentence of its own (probability ``insert``), conditioned on the ground truth up to there: rewriting
+sentences one by one keeps their number, so it can swap an object but never *add* one, and the prior's
+commonest hallucination is an added object (the partner it expects beside the one it was told of). An
+inserted sentence as similar to one of the chosen sentences as ε_s restates what is there and is dropped.
+If the rejected response is too similar to the chosen one (cosine of
 sentence embeddings ≥ ε_s), a new mask and new cut points are drawn, up to ``max_tries``; the last try
 generates a whole response without guidance and is accepted.
 
@@ -69,6 +74,8 @@ class BDHSConfig:
     max_tries: int = 5  # N: the last try is an unguided full response, always accepted
     flip_yes_no: float = 0.5  # probability to flip a leading yes/no
     max_keep: float = 1.0  # a cut keeps at most this fraction of a sentence's words (1: any cut, as in the paper)
+    insert: float = 0.0  # P(the model writes one more sentence after a chosen sentence): hallucination by addition
+    rewrite: bool = True  # complete each chosen sentence from its cut (False: keep them verbatim, insert only)
     guided: bool = True  # reference-guided sentence completion (False: unguided full responses only)
     corruption: str = "mask"  # "mask" (latent-space token masking) or "noise" (noisy pixels)
     noise_step: int = 500  # noise variant: diffusion step t of 1000
@@ -80,7 +87,7 @@ class BDHSConfig:
     seed: int = 0
 
     def __post_init__(self):
-        for name in ("mask_threshold", "similarity_threshold", "flip_yes_no", "max_keep"):
+        for name in ("mask_threshold", "similarity_threshold", "flip_yes_no", "max_keep", "insert"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
                 raise ValueError(f"BDHS config: {name} must be in [0, 1], not {value!r}")
@@ -88,6 +95,9 @@ class BDHSConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"BDHS config: {name} must be an integer >= 1, not {value!r}")
+        if not self.rewrite and not self.insert:
+            raise ValueError("BDHS config: rewrite=false keeps the chosen sentences as they are, so it needs insert > 0 "
+                             "(otherwise every guided try repeats the chosen response)")
         if self.corruption not in ("mask", "noise"):
             raise ValueError(f"BDHS config: corruption must be 'mask' or 'noise', not {self.corruption!r}")
         if not isinstance(self.noise_step, int) or not 0 <= self.noise_step <= 1000:
@@ -303,6 +313,8 @@ class _Row:
     head: list[int]  # ground-truth sentences before the cut one (guided), or nothing
     cut: list[int]  # the kept start of the sentence
     flipped: bool = False
+    inserted: bool = False  # a sentence of the model's own after ``sentence`` (``insert``), not a rewrite of it
+    verbatim: bool = False  # the chosen sentence as it is (``rewrite=False``): nothing to generate
 
 
 class BDHSSampler:
@@ -359,29 +371,54 @@ class BDHSSampler:
                 keeps.append(keep)
                 continue
             head: list[int] = []
+            adds = example_rng(cfg.seed, ["insert", item.index], attempt)  # its own stream: the cuts stay as without
             for s, sentence in enumerate(self.tokens.sentences(item.chosen)):
                 cut, flipped = self.tokens.cut(sentence, rng, cfg.flip_yes_no, cfg.max_keep)
-                rows.append(_Row(n, s, head, cut, flipped))
+                rows.append(_Row(n, s, head, cut, flipped) if cfg.rewrite else _Row(n, s, head, sentence, verbatim=True))
                 keeps.append(keep)
                 head = head + sentence
+                if cfg.insert and adds.random() < cfg.insert:
+                    rows.append(_Row(n, s, head, [], inserted=True))
+                    keeps.append(keep)
         # each sentence is its cut + what the model wrote up to its sentence end
-        written = [row.cut + ids for row, ids in zip(rows, self._generate(prompts, rows, keeps, attempt))]
-        rejected: list[list[int]] = [[] for _ in items]
-        for row, ids in zip(rows, written):
-            rejected[row.item] += ids
-        # text only for the similarity filter and the audit record
+        todo = [r for r, row in enumerate(rows) if not row.verbatim]
+        new = dict(zip(todo, self._generate(prompts, [rows[r] for r in todo], [keeps[r] for r in todo], attempt)))
+        written = [row.cut + new.get(r, []) for r, row in enumerate(rows)]
         decode = self.tokenizer.batch_decode
+        sentence_texts = [t.strip() for t in decode(written, skip_special_tokens=True)]
+        kept = self._additions(items, rows, sentence_texts)
+        rejected: list[list[int]] = [[] for _ in items]
+        for row, ids, keep_row in zip(rows, written, kept):
+            if keep_row:
+                rejected[row.item] += ids
+        # text only for the similarity filter and the audit record
         plans: list[list[dict]] = [[] for _ in items]
         if guided:
-            for row, cut, text in zip(rows, decode([r.cut for r in rows], skip_special_tokens=True),
-                                      decode(written, skip_special_tokens=True)):
-                plans[row.item].append({"cut": cut.strip(), "flipped": row.flipped, "written": text.strip()})
+            for row, cut, text, keep_row in zip(rows, decode([r.cut for r in rows], skip_special_tokens=True),
+                                                sentence_texts, kept):
+                plan = {"cut": cut.strip(), "flipped": row.flipped, "written": text}
+                if row.inserted:
+                    plan = {"inserted": text, "kept": keep_row}
+                plans[row.item].append(plan)
         texts = decode(rejected, skip_special_tokens=True)
         return [
             BDHSSample(item.index, texts[n].strip(), rejected[n], attempt, float("nan"), guided,
                        hidden[n] if cfg.corruption == "mask" else 0.0, cfg.corruption, plans[n], repeats(rejected[n]))
             for n, item in enumerate(items)
         ]
+
+    def _additions(self, items: Sequence[BDHSItem], rows: list[_Row], texts: list[str]) -> list[bool]:
+        """Per row, whether it goes into the rejected response: every rewrite; an inserted sentence only if
+        the model wrote one (not just EOS) and it is less similar than ε_s to each of the chosen sentences."""
+        kept = [not row.inserted or bool(text) for row, text in zip(rows, texts)]
+        checks = [(r, s) for r, row in enumerate(rows) if row.inserted and kept[r]
+                  for s in self.tokens.sentences(items[row.item].chosen)]
+        if checks:
+            chosen = [t.strip() for t in self.tokenizer.batch_decode([s for _, s in checks], skip_special_tokens=True)]
+            for (r, _), sim in zip(checks, self.similarity([texts[r] for r, _ in checks], chosen)):
+                if sim >= self.config.similarity_threshold:
+                    kept[r] = False
+        return kept
 
     def _media_mask(self, prompt: Encoded) -> torch.Tensor:
         batch = {"input_ids": prompt.input_ids[None]}
