@@ -202,6 +202,9 @@ def _sharded_generation(rank: int, world: int, init: str, out: str) -> None:
     fsdp2(x).sum().backward()  # training goes on after generation
     result["fsdp2_grads"] = all(p.grad is not None for p in fsdp2.parameters())
     Path(out, f"rank{rank}.json").write_text(json.dumps(result))
+    # both ranks done with every collective before either tears gloo down: a rank that destroyed its group while
+    # the other's last reduce-scatter was in flight aborted ("terminate called without an active exception")
+    dist.barrier()
     dist.destroy_process_group()
 
 
