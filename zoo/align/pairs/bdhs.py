@@ -556,7 +556,8 @@ def generate_dataset(
         warnings.warn(f"{summary['repetitive_fraction']:.0%} of the BDHS rejected responses in {rows_path} repeat one "
                       f"token {REPEAT_RUN}+ times in a row: the model degenerates with its input corrupted "
                       f"(corruption={config.corruption}), so the pairs contrast gibberish, not hallucinations. "
-                      "Try corruption=noise or a lower mask_threshold.", stacklevel=2)
+                      + ("Try a lower noise_step." if config.corruption == "noise"
+                         else "Try corruption=noise or a lower mask_threshold."), stacklevel=2)
     write_summary(meta_path, summary)
     return summary
 
