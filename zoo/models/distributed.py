@@ -48,6 +48,24 @@ def process_count() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
+def data_parallel_mean(mean: torch.Tensor, count: torch.Tensor | int) -> torch.Tensor:
+    """A rank's ``mean`` over its ``count`` items, rescaled so that averaging over ranks gives the global mean.
+
+    Data-parallel strategies (DDP, FSDP, DeepSpeed) average the ranks' gradients. When each rank's loss is the
+    mean over its own items, a rank with fewer items (tokens of shorter responses, a smaller share of a batch)
+    weighs as much as the others, and N processes do not train as one process on the same global batch.
+    ``mean · count · N / Σ_ranks count`` makes the ranks' average exactly ``Σ sums / Σ counts``.
+    One process: ``mean`` itself. Under a process group it is a collective: every rank must call it.
+    """
+    n = process_count()
+    if n == 1:
+        return mean
+    counts = torch.as_tensor(count, dtype=torch.float32, device=mean.device).detach().clone()
+    mine = counts.clone()
+    torch.distributed.all_reduce(counts)
+    return mean * (mine * n / counts.clamp(min=1))
+
+
 def _fsdp1_units(module: nn.Module) -> list[nn.Module]:
     try:
         from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
@@ -101,6 +119,85 @@ def gathered_for_generation(module: nn.Module) -> Iterator[None]:
             yield
         return
     yield
+
+
+def layer_classes(model: nn.Module) -> set[type[nn.Module]]:
+    """The classes of ``model``'s repeated layers, each one FSDP unit: those its transformers models name in
+    ``_no_split_modules`` (decoder layers, vision-tower layers) and the blocks of its timm towers (``.blocks``)."""
+    names: set[str] = set()
+    found: set[type[nn.Module]] = set()
+    for m in model.modules():
+        names.update(getattr(m, "_no_split_modules", None) or ())
+        blocks = getattr(m, "blocks", None)
+        if isinstance(blocks, (nn.ModuleList, nn.Sequential)):
+            found.update(type(b) for b in blocks)
+    found.update(type(m) for m in model.modules() if type(m).__name__ in names)
+    return found
+
+
+# The methods of a model that encode media outside its forward: the composed model's and transformers' VLMs'
+ENCODE_METHODS = ("encode_media", "get_image_features", "get_video_features", "get_audio_features")
+
+
+def shard_units(model: nn.Module) -> list[nn.Module]:
+    """The modules `shard_layers` makes FSDP units, deepest first: every repeated layer (`layer_classes`), the media
+    towers and projectors (called on their own by ``encode_media``, outside the model's forward), the input
+    embeddings (native backbones embed outside it) and an untied output head. FSDP2 gathers a unit's parameters
+    in the unit's forward, so a module called outside the root's forward must be a unit of its own."""
+    from zoo.models.families import media_module_names
+
+    classes = tuple(layer_classes(model))
+    towers = set(media_module_names())
+    depth = {}
+    for name, m in model.named_modules():
+        if name and ((classes and isinstance(m, classes)) or name.rsplit(".", 1)[-1] in towers):
+            if isinstance(m, (nn.ModuleDict, nn.ModuleList)):  # a container has no forward: its items are units
+                for child in m.children():
+                    depth.setdefault(child, name.count(".") + 1)
+            else:
+                depth.setdefault(m, name.count("."))
+    embed = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    for m in (embed, head):
+        if m is not None and m not in depth and not (m is head and embed is not None and head.weight is embed.weight):
+            depth[m] = max(depth.values(), default=0) + 1  # leaves: sharded before anything that holds them
+    return sorted(depth, key=depth.get, reverse=True)
+
+
+def shard_layers(module: nn.Module, mesh=None, reshard_after_forward: bool = True) -> int:
+    """FSDP2 (``fully_shard``) on every unit of `shard_units`, then on ``module`` itself for the rest. Each unit
+    gathers its parameters in its forward and frees them after; gradients are reduce-scattered per unit.
+    Returns the number of units."""
+    from torch.distributed.fsdp import fully_shard
+
+    from torch.distributed.fsdp import register_fsdp_forward_method
+
+    units = shard_units(module)
+    for unit in units:
+        fully_shard(unit, mesh=mesh, reshard_after_forward=reshard_after_forward)
+    fully_shard(module, mesh=mesh, reshard_after_forward=reshard_after_forward)
+    # the backbones encode media through these methods of the root, before its forward: FSDP2 must see them as
+    # forwards (its lazy initialisation runs at the root's first forward)
+    for method in ENCODE_METHODS:
+        if callable(getattr(module, method, None)):
+            register_fsdp_forward_method(module, method)
+    return len(units) + 1
+
+
+def is_sharded(module: nn.Module) -> bool:
+    """Whether any parameter of ``module`` is sharded by FSDP (a DTensor of FSDP2 or inside an FSDP1 unit)."""
+    return bool(_fsdp2_modules(module) or _fsdp1_units(module))
+
+
+def full_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
+    """``module``'s state dict with whole tensors on the CPU, however its parameters are sharded (a collective
+    under FSDP: every rank must call it; rank 0 gets the whole dict, the others may get an empty one).
+    Unsharded: the plain state dict."""
+    if not is_sharded(module):
+        return module.state_dict()
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(module, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
 
 def weights_digest(module: nn.Module) -> str:

@@ -97,17 +97,24 @@ class Backbone(ABC):
         ``logits_to_keep`` > 0 computes the logits of the last that many positions only.
         """
 
-    def save_pretrained(self, path) -> None:
+    def save_pretrained(self, path, state_dict: dict | None = None) -> None:
         """Write a loadable model folder: weights, config, processor and tokenizer files.
 
         A model with LoRA adapters is written merged (each update folded into its base weight: a plain folder
         that `zoo.load` and ``from_pretrained`` read as it is), with the adapter alone in ``adapter/`` (PEFT's
-        format, for ``PeftModel.from_pretrained`` on the base language model).
+        format, for ``PeftModel.from_pretrained`` on the base language model). ``state_dict``: the model's whole
+        weights, given when the model's own are sharded (``strategy=fsdp``).
         """
         import sys
 
         lora = "peft" in sys.modules and _has_lora(self.model)  # no peft imported: no adapters to look for
-        if lora:
+        if lora and state_dict is not None:
+            raise NotImplementedError(
+                "writing a LoRA model trained with sharded parameters (strategy=fsdp) is not supported yet: the "
+                "run's checkpoints hold the whole weights, write the model folder with `zoo export RUN_DIR`")
+        if state_dict is not None:
+            self.model.save_pretrained(path, state_dict=state_dict)
+        elif lora:
             from zoo.models.adapters import find_peft_model, merged_state_dict
 
             self.model.save_pretrained(path, state_dict=merged_state_dict(self.model))

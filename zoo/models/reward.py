@@ -176,13 +176,16 @@ class RewardModel(nn.Module):
 
     # ---- the folder ----------------------------------------------------------------------------------
 
-    def save_pretrained(self, path: str | Path) -> Path:
-        """The backbone's model folder + the head (``reward_head.safetensors``) + the marker (``reward.json``)."""
+    def save_pretrained(self, path: str | Path, model_state: dict | None = None, head_state: dict | None = None
+                        ) -> Path:
+        """The backbone's model folder + the head (``reward_head.safetensors``) + the marker (``reward.json``).
+        ``model_state`` / ``head_state``: whole weights to write instead of the modules' own (sharded) ones."""
         from safetensors.torch import save_file
 
         path = Path(path)
-        self.policy.backbone.save_pretrained(path)
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}, path / REWARD_HEAD)
+        self.policy.backbone.save_pretrained(path, state_dict=model_state)
+        head = head_state if head_state is not None else self.head.state_dict()
+        save_file({k: v.detach().cpu().contiguous() for k, v in head.items()}, path / REWARD_HEAD)
         config = {"format": FORMAT, "version": 1, "hidden_size": self.head.in_features, "head": REWARD_HEAD,
                   "reads": "the final hidden state (the LM head's input) at the last token of prompt + response",
                   "loss": "Bradley-Terry: -log sigmoid(r_chosen - r_rejected)"}

@@ -13,6 +13,7 @@ import torch
 from zoo.align.objectives import GroupLogps, Objective, TokenLogps, stack_tokens
 from zoo.align.pairs import PairSource
 from zoo.align.reference import NoReference, Reference
+from zoo.models.distributed import data_parallel_mean, is_sharded, shard_layers
 from zoo.models.policy import Policy
 
 
@@ -68,8 +69,26 @@ class PolicyModule(L.LightningModule):
     def validation_step(self, batch, batch_idx):
         return self.step(batch, "val")
 
-    def save_model(self, path: str | Path) -> Path:
-        self.policy.backbone.save_pretrained(path)
+    def configure_model(self) -> None:
+        """Under ``strategy=fsdp`` (`zoo.train.strategies.FSDP`): shard the policy layer by layer, then every other
+        trainable part (FSDP2 syncs the gradients of sharded parameters only). Other strategies: nothing."""
+        from zoo.train.strategies import FSDP
+
+        strategy = self._trainer.strategy if self._trainer is not None else None
+        if not isinstance(strategy, FSDP) or is_sharded(self.policy.model):
+            return
+        from torch.distributed.fsdp import fully_shard
+
+        mesh, reshard = strategy.data_parallel_mesh, strategy.reshard_after_forward
+        shard_layers(self.policy.model, mesh, reshard_after_forward=reshard)
+        for child in self.children():
+            if child is not self.policy and any(p.requires_grad for p in child.parameters()):
+                fully_shard(child, mesh=mesh, reshard_after_forward=reshard)
+
+    def save_model(self, path: str | Path, state_dict: dict | None = None) -> Path:
+        """Write the model folder. ``state_dict``: this module's whole weights when they are sharded
+        (`zoo.models.distributed.full_state_dict`); None: the weights it holds."""
+        self.policy.backbone.save_pretrained(path, state_dict=_under(state_dict, "policy.model."))
         return Path(path)
 
 
@@ -83,10 +102,12 @@ class SFTModule(PolicyModule):
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite {stage} loss on examples {batch['example_index'][:8]}…")
         bs = batch["input_ids"].shape[0]
-        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=bs, on_step=stage == "train", on_epoch=stage != "train")
+        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=bs, on_step=stage == "train", on_epoch=stage != "train",
+                 sync_dist=True)
         if stage == "train":
-            self.log("train/tokens", n_tokens.float(), batch_size=bs, reduce_fx="sum", on_step=False, on_epoch=True)
-        return loss
+            self.log("train/tokens", n_tokens.float(), batch_size=bs, reduce_fx="sum", on_step=False, on_epoch=True,
+                     sync_dist=True)
+        return data_parallel_mean(loss, n_tokens)  # under DDP: the mean over every rank's tokens
 
 
 class PreferenceModule(PolicyModule):
@@ -156,7 +177,7 @@ class PreferenceModule(PolicyModule):
                  sync_dist=True)
         self.log_dict({f"{stage}/{k}": v for k, v in metrics.items()}, batch_size=bs, on_step=on_step,
                       on_epoch=not on_step, sync_dist=True)
-        return loss
+        return data_parallel_mean(loss, bs)  # under DDP: the mean over every rank's groups
 
 
 class RewardModule(PolicyModule):
@@ -226,15 +247,24 @@ class RewardModule(PolicyModule):
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite {stage} loss on examples {batch.example_index[:8]}…")
         bs, on_step = len(batch), stage == "train"
-        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=bs, on_step=on_step, on_epoch=not on_step)
+        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=bs, on_step=on_step, on_epoch=not on_step,
+                 sync_dist=True)
         self.log(f"{stage}/rewards/accuracy", metrics.pop("rewards/accuracy"), prog_bar=not on_step, batch_size=bs,
-                 on_step=on_step, on_epoch=not on_step)
+                 on_step=on_step, on_epoch=not on_step, sync_dist=True)
         self.log_dict({f"{stage}/{k}": v for k, v in metrics.items()}, batch_size=bs, on_step=on_step,
-                      on_epoch=not on_step)
-        return loss
+                      on_epoch=not on_step, sync_dist=True)
+        return data_parallel_mean(loss, bs)
 
-    def save_model(self, path: str | Path) -> Path:
-        return self.reward.save_pretrained(path)
+    def save_model(self, path: str | Path, state_dict: dict | None = None) -> Path:
+        return self.reward.save_pretrained(path, model_state=_under(state_dict, "policy.model."),
+                                           head_state=_under(state_dict, "head."))
+
+
+def _under(state_dict: dict | None, prefix: str) -> dict | None:
+    """The entries of a module's state dict under ``prefix``, the prefix removed (None stays None)."""
+    if state_dict is None:
+        return None
+    return {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
 
 
 def bradley_terry(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:

@@ -134,11 +134,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         raise
     seconds = time.perf_counter() - start
     processes = {}
-    if trainer.world_size > 1:  # data-parallel replicas must end with the same weights (a collective: all ranks)
-        from zoo.models.distributed import replica_digests
+    from zoo.models.distributed import full_state_dict, is_sharded, replica_digests
 
+    # strategy=fsdp: the whole weights gathered for rank 0 to write (a collective: every rank)
+    state = full_state_dict(module) if is_sharded(policy.model) else None
+    if trainer.world_size > 1 and state is None:  # replicas (ddp) must end with the same weights (a collective)
         digests = replica_digests(policy)
-        processes = {"processes": trainer.world_size, "replicas_in_sync": len(set(digests)) == 1}
+        processes = {"replicas_in_sync": len(set(digests)) == 1}
         if not processes["replicas_in_sync"]:
             log.warning("the %d processes ended with different weights: %s", trainer.world_size, digests)
     logs = describe_loggers(loggers, out)
@@ -150,11 +152,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         parameters=sum(p.numel() for p in policy.parameters()),
         data=datamodule.skip_summary(),
         logs=logs,
+        processes=trainer.world_size,
         **processes,
     )
     if not trainer.is_global_zero:  # one run folder: rank 0 writes the model and metrics.json
         return metrics
     with no_transformers_bars():  # save_pretrained's "Writing model shards" bar
-        module.save_model(out / "model")
+        module.save_model(out / "model", state_dict=state)
     _atomic_write(out / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     return metrics
