@@ -100,3 +100,32 @@ def test_strategy_and_precision_groups_compose():
     assert compose_config(["recipe=sft", "strategy=ddp"]).trainer.strategy._target_.endswith("DDPStrategy")
     assert compose_config(["recipe=sft", "strategy=deepspeed_zero3"]).trainer.strategy.stage == 3
     assert compose_config(["recipe=sft", "precision=bf16-true"]).trainer.precision == "bf16-true"
+
+
+def test_two_single_process_nodes_launched_by_torchrun_train_like_one(tmp_path):
+    """Multi-node the way clusters launch it: one ``torchrun --nnodes 2 --node-rank R`` per node (here two on
+    localhost, one process each; SLURM's srun sets the same environment), ``strategy=ddp trainer.num_nodes=2``.
+    Lightning reads the ranks from torchrun's environment; the ranks meet at the master address; rank 0 writes."""
+    data = tmp_path / "data"
+    (tmp_path / "one").mkdir()
+    train(tmp_path / "one", "sft", 1, 4, "auto", data)
+    overrides = [o for o in tiny_overrides(tmp_path / "nodes", steps=STEPS)
+                 if not o.startswith(("data_root=", "data.batch_size="))]
+    overrides += ["recipe=sft", f"data_root={data}", "data.batch_size=2", "strategy=ddp", "trainer.devices=1",
+                  "trainer.num_nodes=2", "trainer.accelerator=cpu", "logger=csv", "trainer.enable_progress_bar=false",
+                  "module.optimizer.lr=1e-3"]
+    (tmp_path / "nodes").mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    port = str(29500 + os.getpid() % 1000)
+    torchrun = Path(sys.executable).with_name("torchrun")
+    nodes = [subprocess.Popen([str(torchrun), "--nnodes", "2", "--nproc-per-node", "1", "--node-rank", str(rank),
+                               "--master-addr", "127.0.0.1", "--master-port", port, "-m", "zoo.cli", "train",
+                               *overrides], cwd=tmp_path / "nodes", env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for rank in (0, 1)]
+    outputs = [node.communicate(timeout=600) for node in nodes]
+    for node, (_, err) in zip(nodes, outputs):
+        assert node.returncode == 0, err[-3000:]
+    assert sum(out.count("sft done:") for out, _ in outputs) == 1  # one summary, from global rank 0
+    run = tmp_path / "nodes" / "run"
+    assert json.loads((run / "metrics.json").read_text())["processes"] == 2
+    assert max_difference(weights(tmp_path / "one" / "run"), weights(run)) < 1e-5
