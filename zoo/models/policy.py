@@ -17,6 +17,7 @@ the sequence length nor the position of any token.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,10 +180,13 @@ def fold_media_keep(attention_mask: torch.Tensor, media_keep: torch.Tensor | Non
 class Policy(nn.Module):
     """One interface over every backbone (see module docstring)."""
 
-    def __init__(self, backbone: Backbone):
+    def __init__(self, backbone: Backbone, logps_chunk: int = 0):
         super().__init__()
         self.backbone = backbone
         self.model = backbone.model  # registered as a submodule: Lightning sees its parameters
+        # > 0: response log-probs from the final hidden states, this many tokens at a time, never the [B, T, V]
+        # logits (`chunked_response_logps`); 0: the full logits (`response_logps`)
+        self.logps_chunk = logps_chunk
 
     @property
     def processor(self):
@@ -219,7 +223,34 @@ class Policy(nn.Module):
         self, batch: Batch, media: Media | None = None, media_keep: torch.Tensor | None = None
     ) -> SequenceLogps:
         """Log-probs of the response tokens only (``labels != -100``)."""
-        return response_logps(self.logits(batch, media, media_keep)[:, :-1], batch["labels"][:, 1:])
+        with self._head_outputs() as head:
+            states = self.logits(batch, media, media_keep)[:, :-1]
+        return self._response_logps(states, batch["labels"][:, 1:], head)
+
+    @contextmanager
+    def _head_outputs(self) -> Iterator[nn.Module | None]:
+        """With ``logps_chunk`` > 0: the LM head passes its input through inside the block, so the backbone's
+        "logits" are the final hidden states (the head is yielded, for `chunked_response_logps`); else nothing
+        changes and None is yielded."""
+        if not self.logps_chunk:
+            yield None
+            return
+        head = self.model.get_output_embeddings()
+        config = getattr(self.model.config, "get_text_config", lambda: self.model.config)()
+        for name in ("final_logit_softcapping", "logit_scale"):  # logits post-processed after the head
+            if getattr(config, name, None) not in (None, 1.0):
+                raise ValueError(f"logps_chunk needs the logits to be the LM head's output, but this model applies "
+                                 f"{name}={getattr(config, name)}: set logps_chunk=0")
+        head.forward = _identity  # an instance attribute: nn.Module.__call__ finds it before the class's forward
+        try:
+            yield head
+        finally:
+            del head.forward
+
+    def _response_logps(self, states: torch.Tensor, labels: torch.Tensor, head: nn.Module | None) -> SequenceLogps:
+        if head is None:
+            return response_logps(states, labels)
+        return chunked_response_logps(states, head.weight, head.bias, labels, self.logps_chunk)
 
     def _prefill(self, batch: Batch, media: Media | None, media_keep: torch.Tensor | None, unpadded: str,
                  logits_to_keep: int = 0):
@@ -256,6 +287,16 @@ class Policy(nn.Module):
         if not isinstance(batch, PrefixGroups):
             raise TypeError(f"group_logps takes PrefixGroups or ConcatGroups, not {type(batch).__name__}")
         prompt, responses, K = batch.prompt, batch.responses, batch.k
+        with self._head_outputs() as head:
+            seq = self._prefix_group_logps(prompt, responses, K, media, media_keep, head)
+        B = prompt["input_ids"].shape[0]
+        return [SequenceLogps(*(t[s * B:(s + 1) * B] for t in (seq.logps, seq.token_logps, seq.mask, seq.lengths)))
+                for s in range(K)]
+
+    def _prefix_group_logps(self, prompt: Batch, responses, K: int, media: Media, media_keep: torch.Tensor | None,
+                            head: nn.Module | None) -> SequenceLogps:
+        """The K·B response rows (slot-major) of a `PrefixGroups` batch: the prompts once, then the responses
+        from their KV cache."""
         out, position_ids, am = self._prefill(prompt, media, media_keep, logits_to_keep=1,
                                               unpadded="shared-prefix groups need left-padded prompts (pad_groups)")
         ids = prompt["input_ids"]
@@ -270,9 +311,7 @@ class Policy(nn.Module):
         cont = self.backbone.forward(r_ids, full_am, r_pos, cache=cache, use_cache=True)
         # logits predicting response token j: the prompt's last position for j = 0, else response token j-1
         logits = torch.cat([out.logits[:, -1:].index_select(0, rows), cont.logits[:, :-1]], dim=1)
-        seq = response_logps(logits, responses.labels.to(r_ids.device))
-        return [SequenceLogps(*(t[s * B:(s + 1) * B] for t in (seq.logps, seq.token_logps, seq.mask, seq.lengths)))
-                for s in range(K)]
+        return self._response_logps(logits, responses.labels.to(r_ids.device), head)
 
     def pair_logps(self, batch: GroupBatch, media: Media | None = None,
                    media_keep: torch.Tensor | None = None) -> tuple[SequenceLogps, SequenceLogps]:
@@ -383,6 +422,73 @@ def response_logps(logits: torch.Tensor, labels: torch.Tensor) -> SequenceLogps:
     targets = labels.masked_fill(~mask, 0)
     token_logps = (logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)) * mask
     return SequenceLogps(token_logps.sum(-1), token_logps, mask, mask.sum(-1))
+
+
+def chunked_response_logps(states: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                           labels: torch.Tensor, chunk: int) -> SequenceLogps:
+    """`response_logps` of ``logits = states @ weight.T + bias`` without the ``[B, T, V]`` logits.
+
+    Only the response positions (``labels != -100``) are scored, ``chunk`` of them at a time: each chunk's logits
+    are made, reduced to the target's log-prob, and dropped; the backward pass makes them again
+    (`_LinearLogSoftmax`). Peak memory is ``chunk × V`` floats instead of ``B × T × V`` (at 576 image tokens and a
+    32 k vocabulary, the prompt's logits alone are gigabytes). Equal to the full computation: log-probs and the
+    gradients of ``states``, ``weight`` and ``bias`` (``tests/models/test_chunked_logps.py``).
+    """
+    mask = labels != IGNORE_INDEX
+    picked = _LinearLogSoftmax.apply(states[mask], weight, bias, labels[mask], chunk)
+    token_logps = torch.zeros(labels.shape, dtype=picked.dtype, device=picked.device).masked_scatter(mask, picked)
+    return SequenceLogps(token_logps.sum(-1), token_logps, mask, mask.sum(-1))
+
+
+class _LinearLogSoftmax(torch.autograd.Function):
+    """``log_softmax(h @ W.T + b)[target]`` per row, chunk by chunk, the logits recomputed in backward.
+
+    The logits are made in the states' dtype and upcast (as the LM head followed by `_upcast`); the gradient of
+    the logits is ``g · (onehot(target) − softmax)``, cast back to that dtype before the two matmuls."""
+
+    @staticmethod
+    def forward(ctx, states, weight, bias, targets, chunk):
+        out = torch.empty(states.shape[0], dtype=torch.promote_types(states.dtype, torch.float32),
+                          device=states.device)
+        lse = torch.empty_like(out)
+        for start in range(0, states.shape[0], chunk):
+            part = slice(start, start + chunk)
+            logits = _upcast(torch.nn.functional.linear(states[part], weight, bias))
+            lse[part] = logits.logsumexp(-1)
+            out[part] = logits.gather(-1, targets[part, None]).squeeze(-1) - lse[part]
+        ctx.chunk = chunk
+        ctx.save_for_backward(states, weight, bias, targets, lse)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        states, weight, bias, targets, lse = ctx.saved_tensors
+        need_states, need_weight, need_bias = ctx.needs_input_grad[:3]
+        g_states = torch.zeros_like(states) if need_states else None
+        g_weight = torch.zeros_like(weight, dtype=torch.promote_types(weight.dtype, torch.float32)) \
+            if need_weight else None
+        g_bias = torch.zeros_like(bias, dtype=g_weight.dtype if g_weight is not None else torch.float32) \
+            if need_bias else None
+        rows = torch.arange(states.shape[0], device=states.device)
+        for start in range(0, states.shape[0], ctx.chunk):
+            part = slice(start, start + ctx.chunk)
+            logits = _upcast(torch.nn.functional.linear(states[part], weight, bias))
+            d = logits.sub_(lse[part, None]).exp_().mul_(-grad[part, None])  # −g · softmax
+            d[rows[part] - start, targets[part]] += grad[part]
+            d = d.to(states.dtype)
+            if need_states:
+                g_states[part] = d @ weight
+            if need_weight:
+                g_weight += (d.t() @ states[part]).to(g_weight.dtype)
+            if need_bias:
+                g_bias += d.sum(0).to(g_bias.dtype)
+        g_weight = g_weight.to(weight.dtype) if g_weight is not None else None
+        g_bias = g_bias.to(bias.dtype) if g_bias is not None else None
+        return g_states, g_weight, g_bias, None, None
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
 
 
 def _upcast(logits: torch.Tensor) -> torch.Tensor:

@@ -38,8 +38,12 @@ def warmup_cosine(warmup_steps: int, total_steps: int | Callable[[], int], min_r
 class PolicyModule(L.LightningModule):
     """Shared plumbing: the policy, the optimizer and schedule, saving the model folder."""
 
-    def __init__(self, policy: Policy, optimizer: Callable, warmup_steps: int = 0, min_lr_ratio: float = 0.1):
+    def __init__(self, policy: Policy, optimizer: Callable, warmup_steps: int = 0, min_lr_ratio: float = 0.1,
+                 logps_chunk: int = 0):
         super().__init__()
+        if isinstance(logps_chunk, bool) or not isinstance(logps_chunk, int) or logps_chunk < 0:
+            raise ValueError(f"module.logps_chunk must be an integer >= 0 (0: the full logits), not {logps_chunk!r}")
+        policy.logps_chunk = logps_chunk  # > 0: response log-probs this many tokens at a time (Policy.logps_chunk)
         self.policy = policy
         self.optimizer_factory = optimizer
         self.warmup_steps, self.min_lr_ratio = warmup_steps, min_lr_ratio
@@ -126,8 +130,9 @@ class PreferenceModule(PolicyModule):
     """
 
     def __init__(self, policy: Policy, optimizer: Callable, objective: Objective, reference: Reference | None = None,
-                 pairs: PairSource | None = None, warmup_steps: int = 0, min_lr_ratio: float = 0.1):
-        super().__init__(policy, optimizer, warmup_steps, min_lr_ratio)
+                 pairs: PairSource | None = None, warmup_steps: int = 0, min_lr_ratio: float = 0.1,
+                 logps_chunk: int = 0):
+        super().__init__(policy, optimizer, warmup_steps, min_lr_ratio, logps_chunk)
         self.objective = objective
         self.pairs = pairs if pairs is not None else PairSource()
         reference = reference if reference is not None else NoReference()
