@@ -1,7 +1,17 @@
 """One DPO training step, this project vs TRL's ``DPOTrainer``: pairs/s and peak memory.
 
-    python -m benchmarks.speed.dpo_step [--batch-size 4] [--warmup 2] [--steps 5] [--rounds 3]
+    python -m benchmarks.speed.dpo_step [--profile tiny|llava-shape|llava-7b-lora] [--precision 32|bf16-mixed|bf16-true]
+                                        [--lengths uneven|even] [--batch-size 4] [--warmup 2] [--steps 5] [--rounds 3]
                                         [--device cpu|cuda] [--output runs/bench/dpo_step.json] [--quick]
+
+Profiles (`PROFILES`): ``tiny`` (the CPU default: 144 media tokens, a 4-layer d=256 Llama); ``llava-shape``
+(LLaVA-1.5's token shape: 576 media tokens from 336-px/14-px patches, a 12-layer d=1024 CLIP-like tower, a 12-layer
+d=2048 Llama, 32 prompt + 2 × 128 response tokens, every parameter trainable: for GPUs); ``llava-7b-lora`` (the real
+recipe's shape: a 7B-shaped LLaVA in bf16, LoRA r 128 on the language model's attention, tower and projector frozen,
+the reference = the adapters disabled on both sides — TRL's peft path). ``--lora-r`` puts LoRA on any profile (the
+CPU checks the LoRA path at tiny sizes). Responses have uneven lengths by default (each drawn between a quarter of
+the profile's length and all of it), as real data has; ``--lengths even`` gives every response the full length.
+On CUDA an MFU estimate is printed (``--peak-tflops``, or the card's dense peak for the precision when known).
 
 Both sides train the same tiny HF-native LLaVA (built once, offline, into a temp folder and loaded
 from there by both), on the same pairs, with the same loss (sigmoid DPO, beta 0.1), the same
@@ -83,6 +93,38 @@ SIZES = {
         prompt_text_tokens=12, response_tokens=15,
     ),
 }  # fmt: skip
+
+SIZES["llava-shape"] = Sizes(
+    image_size=336, patch_size=14, vision_hidden=1024, vision_intermediate=4096, vision_layers=12, vision_heads=16,
+    hidden=2048, intermediate=5632, layers=12, heads=16, kv_heads=16, vocab=32000,
+    prompt_text_tokens=28, response_tokens=127,
+)  # fmt: skip
+SIZES["llava-7b"] = Sizes(
+    image_size=336, patch_size=14, vision_hidden=1024, vision_intermediate=4096, vision_layers=24, vision_heads=16,
+    hidden=4096, intermediate=11008, layers=32, heads=32, kv_heads=32, vocab=32000,
+    prompt_text_tokens=28, response_tokens=127,
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A benchmark profile: model sizes and how the model trains."""
+
+    sizes: str  # a key of SIZES
+    lora_r: int = 0  # > 0: LoRA of this rank (alpha 2r) on the language model's attention; everything else frozen
+    precision: str = "32"  # the default --precision
+
+
+PROFILES = {
+    "tiny": Profile("default"),
+    "llava-shape": Profile("llava-shape"),
+    "llava-7b-lora": Profile("llava-7b", lora_r=128, precision="bf16-true"),
+}
+PRECISIONS = ("32", "bf16-mixed", "bf16-true")
+# LoRA targets: the language model's attention projections only (peft reads a string as a full-name regex)
+LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)"
+# Dense peak TFLOP/s per card for MFU: bf16 and (TF32) fp32 matmuls
+PEAK_TFLOPS = {"H200": (989.0, 494.5), "H100": (989.0, 494.5), "A100": (312.0, 156.0), "L40S": (362.0, 183.0)}
 
 DEFAULTS = {"batch_size": 4, "warmup": 2, "steps": 5, "rounds": 3}
 QUICK = {"batch_size": 2, "warmup": 1, "steps": 2, "rounds": 1}
@@ -201,8 +243,9 @@ def _image(rng, size: int):
     return image
 
 
-def build_workdir(workdir: Path, sizes: Sizes, n_pairs: int, seed: int = 0) -> tuple[Path, Path]:
-    """The model folder and the data folder (``pairs.jsonl`` + ``images/``) the workers load."""
+def build_workdir(workdir: Path, sizes: Sizes, n_pairs: int, seed: int = 0, uneven: bool = True) -> tuple[Path, Path]:
+    """The model folder and the data folder (``pairs.jsonl`` + ``images/``) the workers load. ``uneven``: each
+    response's length is drawn between a quarter of ``sizes.response_tokens`` and all of it."""
     from transformers import AutoTokenizer
 
     model_dir, data_dir = workdir / "model", workdir / "data"
@@ -214,10 +257,14 @@ def build_workdir(workdir: Path, sizes: Sizes, n_pairs: int, seed: int = 0) -> t
         for i in range(n_pairs):
             _image(source.rng, sizes.image_size).save(data_dir / "images" / f"{i}.png")
             question = source.text_with_tokens(tok, sizes.prompt_text_tokens, prefix=PROMPT_PREFIX, suffix="?")
-            chosen = source.text_with_tokens(tok, sizes.response_tokens)
-            rejected = source.text_with_tokens(tok, sizes.response_tokens)
+            def length() -> int:
+                low = max(2, sizes.response_tokens // 4)
+                return int(source.rng.integers(low, sizes.response_tokens + 1)) if uneven else sizes.response_tokens
+
+            chosen = source.text_with_tokens(tok, length())
+            rejected = source.text_with_tokens(tok, length())
             while rejected == chosen:
-                rejected = source.text_with_tokens(tok, sizes.response_tokens)
+                rejected = source.text_with_tokens(tok, length())
             row = {
                 "prompt": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}],
                 "chosen": [{"role": "assistant", "content": [{"type": "text", "text": chosen}]}],
@@ -303,6 +350,18 @@ def to_device(obj, device):
     return obj
 
 
+def _autocast(args):
+    """bf16 autocast for ``--precision bf16-mixed`` (float32 weights), else nothing."""
+    import contextlib
+    from functools import partial
+
+    import torch
+
+    if args.precision != "bf16-mixed":
+        return contextlib.nullcontext
+    return partial(torch.autocast, device_type=args.device.split(":")[0], dtype=torch.bfloat16)
+
+
 def measure(step, batches: list, warmup: int, steps: int, device: str) -> dict[str, Any]:
     """Run ``warmup`` then ``steps`` timed calls of ``step(batch) -> (loss, logps_chosen, logps_rejected)``."""
     import torch
@@ -358,9 +417,19 @@ def worker_zoo(args, model_dir: Path, data_dir: Path, cached: bool = False) -> d
     from zoo.train.data import PairDataModule
     from zoo.train.modules import PreferenceModule
 
-    policy = load_native_policy(model_dir, device=args.device)
+    policy = load_native_policy(model_dir, dtype=torch.bfloat16 if args.precision == "bf16-true" else None,
+                                device=args.device)
     adamw = partial(torch.optim.AdamW, lr=args.lr, weight_decay=0.0, fused=args.fused_adamw)
     reference = CachedReference(Path(args.result).with_suffix(".cache")) if cached else FrozenReference()
+    if args.lora_r:  # as TRL's peft path: LoRA on the language model, the rest frozen, reference = adapters off
+        from zoo.align.reference import LoRAReference
+        from zoo.models.adapters import apply_lora
+
+        policy.model.requires_grad_(False)
+        # apply_lora wraps the language model alone: the attention projections by name are LORA_TARGETS
+        apply_lora(policy, r=args.lora_r, alpha=2 * args.lora_r, target_modules=("q_proj", "k_proj", "v_proj", "o_proj"))
+        reference = reference if cached else LoRAReference()
+    autocast = _autocast(args)
     pairs = OfflinePairs(args.zoo_layout)
     module = PreferenceModule(policy, optimizer=adamw, objective=Objective("sigmoid", {"beta": args.beta}),
                               reference=reference, pairs=pairs)
@@ -372,7 +441,8 @@ def worker_zoo(args, model_dir: Path, data_dir: Path, cached: bool = False) -> d
     precompute_s = None
     if cached:  # the one-off reference pass over the whole dataset, before training (timed, not in the steps)
         t0 = time.perf_counter()
-        module.reference.prepare(module.policy, dm)
+        with autocast():
+            module.reference.prepare(module.policy, dm)
         precompute_s = time.perf_counter() - t0
     batches = [b.to(args.device) for b in dm.ordered_loader()]
     params = [p for p in module.parameters() if p.requires_grad]
@@ -380,7 +450,8 @@ def worker_zoo(args, model_dir: Path, data_dir: Path, cached: bool = False) -> d
     module.train()  # the policy trains; the reference evaluates in eval mode inside
 
     def step(batch):
-        loss, metrics = module.loss(batch)
+        with autocast():
+            loss, metrics = module.loss(batch)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -390,8 +461,9 @@ def worker_zoo(args, model_dir: Path, data_dir: Path, cached: bool = False) -> d
     result = measure(step, batches, args.warmup, args.steps, args.device)
     result["info"] = {
         "trainable_params": sum(p.numel() for p in params),
+        "params": sum(p.numel() for p in module.policy.parameters()),
         "layout": pairs.layout,
-        "reference": "cached" if cached else "frozen",
+        "reference": "cached" if cached else ("adapters disabled" if args.lora_r else "frozen"),
         "reference_precompute_s": precompute_s,
         "reference_precompute_pairs": len(dm.encoded[dm.train_split]) if cached else None,
     }
@@ -404,10 +476,21 @@ def worker_trl(args, model_dir: Path, data_dir: Path) -> dict[str, Any]:
     from transformers import AutoModelForImageTextToText, AutoProcessor
     from trl import DPOConfig, DPOTrainer
 
+    import torch
+
     processor = AutoProcessor.from_pretrained(model_dir)
-    model = AutoModelForImageTextToText.from_pretrained(model_dir)
-    # The reference: a second copy of the same checkpoint (TRL freezes it and runs it under no_grad).
-    ref_model = AutoModelForImageTextToText.from_pretrained(model_dir).to(args.device).eval().requires_grad_(False)
+    dtype = {"dtype": torch.bfloat16} if args.precision == "bf16-true" else {}
+    model = AutoModelForImageTextToText.from_pretrained(model_dir, **dtype)
+    # The reference: a second copy of the same checkpoint (TRL freezes it and runs it under no_grad); with LoRA,
+    # none: TRL disables the adapters for the reference pass
+    ref_model = None if args.lora_r else \
+        AutoModelForImageTextToText.from_pretrained(model_dir, **dtype).to(args.device).eval().requires_grad_(False)
+    peft_config = None
+    if args.lora_r:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=args.lora_r, lora_alpha=2 * args.lora_r, target_modules=LORA_TARGETS,
+                                 lora_dropout=0.0)
     rows = [json.loads(line) for line in (data_dir / "pairs.jsonl").open()]
     for row in rows:
         row["images"] = [Image.open(data_dir / p).convert("RGB") for p in row["images"]]
@@ -416,12 +499,13 @@ def worker_trl(args, model_dir: Path, data_dir: Path) -> dict[str, Any]:
         output_dir=str(Path(args.workdir) / "trl_out"), per_device_train_batch_size=args.batch_size,
         learning_rate=args.lr, weight_decay=0.0, optim="adamw_torch_fused" if args.fused_adamw else "adamw_torch",
         beta=args.beta, loss_type=["sigmoid"], max_length=None, precompute_ref_log_probs=False,
-        gradient_checkpointing=args.trl_gradient_checkpointing, bf16=False, fp16=False,
+        gradient_checkpointing=args.trl_gradient_checkpointing, bf16=args.precision != "32", fp16=False,
         use_cpu=args.device == "cpu", report_to=[], save_strategy="no", logging_steps=1_000_000, disable_tqdm=True,
         dataloader_num_workers=0, remove_unused_columns=False, train_sampling_strategy="sequential", seed=0,
     )  # fmt: skip
     trainer = DPOTrainer(
-        model=model, ref_model=ref_model, args=config, train_dataset=dataset, processing_class=processor
+        model=model, ref_model=ref_model, args=config, train_dataset=dataset, processing_class=processor,
+        peft_config=peft_config,
     )
     if args.trl_gradient_checkpointing:  # normally switched on by trainer.train()
         trainer.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -443,6 +527,9 @@ def worker_trl(args, model_dir: Path, data_dir: Path) -> dict[str, Any]:
     media = (b["input_ids"] == model.config.image_token_id) & mask
     result["info"] = {
         "trainable_params": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
+        "params": sum(p.numel() for p in trainer.model.parameters()),
+        "tokens_per_step": [int(b["attention_mask"].sum())],
+        "reference": "adapters disabled" if args.lora_r else "frozen copy",
         "ref_is_separate_frozen_copy": trainer.ref_model is not None
         and not any(p.requires_grad for p in trainer.ref_model.parameters()),
         "batch_keys": sorted(b.keys()),
@@ -514,7 +601,8 @@ def worker_command(args, side: str, result: Path) -> list[str]:
     cmd = [sys.executable, "-m", "benchmarks.speed.dpo_step", "--worker", side, "--workdir", str(args.workdir),
            "--result", str(result), "--batch-size", str(args.batch_size), "--warmup", str(args.warmup),
            "--steps", str(args.steps), "--device", args.device, "--threads", str(args.threads), "--lr", str(args.lr),
-           "--beta", str(args.beta)]  # fmt: skip
+           "--beta", str(args.beta), "--profile", args.profile, "--precision", args.precision,
+           "--lora-r", str(args.lora_r)]  # fmt: skip
     if not args.fused_adamw:
         cmd.append("--no-fused-adamw")
     if args.trl_gradient_checkpointing:
@@ -566,7 +654,7 @@ def _ratios(a: dict, b: dict) -> dict[str, Any]:
     }
 
 
-def sanity(zoo: dict, trl: dict, profile: dict) -> dict[str, Any]:
+def sanity(zoo: dict, trl: dict, profile: dict, precision: str = "32") -> dict[str, Any]:
     """Step-0 policy log-probs and step-1 loss of both sides; TRL's tokens vs this project's encoding."""
     tz, tt = zoo["trace_first_round"], trl["trace_first_round"]
     out: dict[str, Any] = {
@@ -578,15 +666,37 @@ def sanity(zoo: dict, trl: dict, profile: dict) -> dict[str, Any]:
         out["step1_loss"] = {"zoo": tz[1][0], "trl": tt[1][0]}
     diffs = [abs(v["zoo"] - v["trl"]) for k, v in out.items() if k.startswith("step")]
     out["max_abs_diff"] = max(diffs)
-    # Summed log-probs over ~64 tokens: allow float32 noise relative to their size.
-    scale = max(10.0, abs(tz[0][1]), abs(tz[0][2])) * 1e-5
+    # Summed log-probs over ~64 tokens: allow float32 noise relative to their size (bf16: its 8-bit mantissa)
+    relative = 1e-5 if precision == "32" else 2e-2
+    scale = max(10.0, abs(tz[0][1]), abs(tz[0][2])) * relative
     checks = {k: v for k, v in out.items() if k.startswith("step")}
-    out["agree"] = all(abs(v["zoo"] - v["trl"]) <= (1e-4 if "loss" in k else scale) for k, v in checks.items())
+    loss_tol = 1e-4 if precision == "32" else 2e-2
+    out["agree"] = all(abs(v["zoo"] - v["trl"]) <= (loss_tol if "loss" in k else scale) for k, v in checks.items())
     ours, theirs = profile["first_pair_ids"], trl["info"].pop("first_pair_ids", {})
     out["tokens_identical"] = all(ours[f] == theirs.get(f) for f in ("chosen", "rejected"))
     if not out["tokens_identical"]:
         out["first_pair_ids"] = {"zoo": ours, "trl": theirs}
     return out
+
+
+def mfu(results: dict, args, host: dict) -> dict[str, Any] | None:
+    """Model FLOPs utilisation per side, on CUDA with a known peak: the naive step's FLOPs (the same for every
+    side: 2·P·T for the policy's forward, 2·P·T for its activation gradients and 2·P_trainable·T for its weight
+    gradients, 2·P·T for the reference's forward; T = the tokens of the chosen and rejected full sequences, P = all
+    parameters; attention's T² terms left out) over the median step time and the peak. A side that does less work
+    than the naive step (a shared prompt, a cached reference) can pass 100 %: it is the work a naive step would
+    need, per second, against the card's peak."""
+    peak = args.peak_tflops
+    if peak is None and host.get("gpu"):
+        known = next((v for k, v in PEAK_TFLOPS.items() if k in host["gpu"]), None)
+        peak = None if known is None else known[0 if args.precision != "32" else 1]
+    if not peak:
+        return None
+    trl = results["trl"]["info"]
+    params, trainable, tokens = trl["params"], trl["trainable_params"], trl["tokens_per_step"][0]
+    flops = (2 * params + 2 * params + 2 * trainable + 2 * params) * tokens
+    return {"peak_tflops": peak, "naive_step_tflop": flops / 1e12,
+            **{side: flops / r["median_step_s"] / (peak * 1e12) for side, r in results.items()}}
 
 
 def print_table(report: dict) -> None:
@@ -595,7 +705,9 @@ def print_table(report: dict) -> None:
     where = m.get("gpu") or f"{m['cpu']}, {m['threads']} threads"
     mem = "peak MB" if cfg["device"] == "cpu" else "peak alloc MB"
     print()
-    print(f"DPO step (forward + backward + AdamW), {cfg['batch_size']} pairs/batch, {cfg['device']} ({where})")
+    print(f"DPO step (forward + backward + AdamW), profile {cfg['profile']}, precision {cfg['precision']}, "
+          f"LoRA r {cfg['lora_r']}, {cfg['lengths']} response lengths, {cfg['batch_size']} pairs/batch, "
+          f"{cfg['device']} ({where})")
     print(f"median over {cfg['rounds']} rounds of the median of {cfg['steps']} timed steps ({cfg['warmup']} warm-up)")
     print(f"{'side':<11}{'pairs/s':>9}{'step s':>9}{'best p/s':>10}{mem:>15}{'step MB':>10}{'base MB':>10}")
     for side in SIDES:
@@ -610,6 +722,10 @@ def print_table(report: dict) -> None:
     print(f"zoo_cached: one-off reference pass {zc['reference_precompute_s_per_pair'] * 1000:.1f} ms/pair; one epoch "
           f"with it: {zc['pairs_per_s_one_epoch_incl_reference_pass']:.3f} pairs/s "
           f"({report['ratio_cached']['pairs_per_s_one_epoch_incl_reference_pass']:.2f}x TRL)")
+    if report.get("mfu"):
+        m_ = report["mfu"]
+        print(f"MFU (naive-step FLOPs {m_['naive_step_tflop']:.2f} TFLOP, peak {m_['peak_tflops']:.0f} TFLOP/s): "
+              + ", ".join(f"{side} {m_[side]:.1%}" for side in SIDES))
     s = report["sanity"]
     lp, l1 = s["step0_logps_chosen"], s.get("step1_loss")
     print(
@@ -625,6 +741,16 @@ def parse_args(argv=None):
     for flag, key, what in (("--batch-size", "batch_size", "pairs per step"), ("--warmup", "warmup", "untimed steps"),
                             ("--steps", "steps", "timed steps"), ("--rounds", "rounds", "subprocess runs per side")):
         p.add_argument(flag, type=int, help=f"{what} (default {DEFAULTS[key]}, quick {QUICK[key]})")  # fmt: skip
+    p.add_argument("--profile", default="tiny", choices=tuple(PROFILES), help="model and training shape (default tiny)")
+    p.add_argument("--precision", choices=PRECISIONS,
+                   help="32 (TF32 matmuls on GPUs), bf16-mixed (autocast, both sides) or bf16-true (bf16 weights); "
+                   "default: the profile's")
+    p.add_argument("--lora-r", type=int, help="LoRA rank on the language model (0: full fine-tuning); default: the "
+                   "profile's")
+    p.add_argument("--lengths", default="uneven", choices=("uneven", "even"),
+                   help="response lengths: uneven (default, between a quarter of the profile's and all of it) or even")
+    p.add_argument("--peak-tflops", type=float, help="the device's dense peak TFLOP/s at the precision, for MFU "
+                   "(default: known cards' figures)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--threads", type=int, help="torch threads, the same for both sides (default: all available cores)")
     p.add_argument("--output", default="runs/bench/dpo_step.json", help="JSON file with the figures")
@@ -648,6 +774,9 @@ def parse_args(argv=None):
             setattr(args, key, value)
     if args.threads is None:
         args.threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    profile = PROFILES[args.profile]
+    args.precision = args.precision or profile.precision
+    args.lora_r = profile.lora_r if args.lora_r is None else args.lora_r
     return args
 
 
@@ -664,7 +793,7 @@ def main(argv=None) -> dict[str, Any] | None:
     python = os.path.relpath(sys.executable)
     python = sys.executable if python.startswith("..") else python
     command = shlex.join([python, "-m", "benchmarks.speed.dpo_step", *(sys.argv[1:] if argv is None else argv)])
-    sizes = SIZES["quick" if args.quick else "default"]
+    sizes = SIZES["quick" if args.quick else PROFILES[args.profile].sizes]
     keep = args.workdir is not None
     tmp = None if keep else tempfile.TemporaryDirectory(prefix="zoo-dpo-bench-")
     args.workdir = str(Path(args.workdir or tmp.name).resolve())
@@ -676,7 +805,7 @@ def main(argv=None) -> dict[str, Any] | None:
     try:
         t0 = time.perf_counter()
         n_pairs = args.batch_size * (args.warmup + args.steps)
-        model_dir, data_dir = build_workdir(Path(args.workdir), sizes, n_pairs, args.seed)
+        model_dir, data_dir = build_workdir(Path(args.workdir), sizes, n_pairs, args.seed, args.lengths == "uneven")
         profile = token_profile(model_dir, data_dir)
         pp = profile["per_pair"]
         print(
@@ -722,6 +851,7 @@ def main(argv=None) -> dict[str, Any] | None:
                 "loss": "sigmoid DPO", "optimizer": "AdamW (torch, weight_decay=0, fused)" if args.fused_adamw
                 else "AdamW (torch, weight_decay=0)", "trl_gradient_checkpointing": args.trl_gradient_checkpointing,
                 "zoo_layout": args.zoo_layout, "quick": args.quick, "sizes": asdict(sizes), "n_pairs": n_pairs,
+                "profile": args.profile, "precision": args.precision, "lora_r": args.lora_r, "lengths": args.lengths,
                 "trl_driver": "DPOTrainer.training_step + optimizer.step/zero_grad, "
                 "batches pre-fetched from get_train_dataloader()",
             },  # fmt: skip
@@ -731,7 +861,8 @@ def main(argv=None) -> dict[str, Any] | None:
             "ratio_cached": {**_ratios(zc, t), "pairs_per_s_one_epoch_incl_reference_pass":
                              zc["pairs_per_s_one_epoch_incl_reference_pass"] / t["pairs_per_s"]},
         }
-        report["sanity"] = sanity(z, t, profile)
+        report["sanity"] = sanity(z, t, profile, args.precision)
+        report["mfu"] = mfu(results, args, host)
         print_table(report)
         out = Path(args.output)
         out.parent.mkdir(parents=True, exist_ok=True)
