@@ -359,6 +359,39 @@ def test_deterministic_and_independent_of_batching(tiny_policy, items, corruptio
     assert [s.sentences for s in a] != [s.sentences for s in c]  # another seed, other masks and cuts
 
 
+@pytest.mark.parametrize("corruption", ["mask", "noise"])
+def test_each_image_is_encoded_once_and_the_samples_are_those_of_encoding_per_row(monkeypatch, tiny_policy, items,
+                                                                                   corruption):
+    """BDHS rows of one example (its sentence and insertion rows) share its image: the sampler encodes it once
+    per generation batch and picks the encoding for each row (`Backbone.select_media`). Same samples as encoding
+    the image again for every row (the backbone made unable to select)."""
+    # the first of two tries is guided (a row per sentence and per insertion); never_similar accepts it
+    config = BDHSConfig(max_tries=2, seed=3, corruption=corruption, noise_step=300, insert=1.0, batch_size=16)
+    encoded = []
+    original = type(tiny_policy).encode_media
+    monkeypatch.setattr(type(tiny_policy), "encode_media",
+                        lambda self, batch: encoded.append(len(batch["pixel_values"])) or original(self, batch))
+    once = BDHSSampler(tiny_policy, config, similarity=never_similar).sample(items)
+    images_once = sum(encoded)
+    rows = sum(len(s.sentences) for s in once)  # every sentence and insertion row of every example
+    assert rows > len(items) and images_once <= len(items) * 2  # an example's rows may straddle two batches
+    encoded.clear()
+    monkeypatch.setattr(type(tiny_policy.backbone), "can_select_media", False)
+    per_row = BDHSSampler(tiny_policy, config, similarity=never_similar).sample(items)
+    assert sum(encoded) == rows > images_once
+    assert [s.rejected_ids for s in once] == [s.rejected_ids for s in per_row]
+    assert [s.record() for s in once] == [s.record() for s in per_row]
+
+
+def test_select_media_picks_each_examples_items(tiny_policy, items):
+    sources = [items[0].prompt.media_inputs, items[1].prompt.media_inputs]
+    batch = {"pixel_values": torch.cat([s["pixel_values"] for s in sources])}
+    media = tiny_policy.encode_media(batch)
+    picked = tiny_policy.backbone.select_media(media, sources, [1, 0, 1])
+    for name, tensor in picked.items():
+        assert torch.equal(tensor, media[name][[1, 0, 1]])
+
+
 def test_noise_variant(tiny_policy, items):
     config = BDHSConfig(corruption="noise", noise_step=999, max_tries=1)
     out = BDHSSampler(tiny_policy, config, similarity=never_similar).sample(items[:2])

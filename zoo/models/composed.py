@@ -281,6 +281,20 @@ class ComposedBackbone(Backbone):
     def encode_media(self, batch: Batch) -> Media:
         return self.model.encode_media(batch)
 
+    can_select_media = True
+
+    def select_media(self, media: Media, sources, rows) -> Media:
+        """``{modality: [items, tokens, hidden]}`` rows picked item by item: example e's items are those after the
+        items of the examples before it (the order `encode_media` keeps)."""
+        out = {}
+        for name, encoded in media.items():
+            key = composed_modality(name).input_key
+            counts = [len(source[key]) if key in source else 0 for source in sources]
+            starts = [sum(counts[:e]) for e in range(len(counts))]
+            index = [i for e in rows for i in range(starts[e], starts[e] + counts[e])]
+            out[name] = encoded.index_select(0, torch.tensor(index, dtype=torch.long, device=encoded.device))
+        return out
+
     def position_ids(self, batch: Batch) -> torch.Tensor:
         return padding_position_ids(batch["attention_mask"])
 

@@ -17,7 +17,7 @@ the sequence length nor the position of any token.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,6 +123,15 @@ class Backbone(ABC):
         else:
             self.model.save_pretrained(path)
         self.processor.save_pretrained(path)
+
+    # whether `select_media` can pick encoded media by example (then media shared by several rows are encoded once)
+    can_select_media: bool = False
+
+    def select_media(self, media: Media, sources: Sequence[dict[str, torch.Tensor]], rows: Sequence[int]) -> Media:
+        """The encoded media of a batch whose row r holds the media of example ``rows[r]``, from ``media``, the
+        encoding of the examples whose media inputs are ``sources`` (in that order). Backbones whose encoded media
+        are plain per-item tensors implement it (``can_select_media``)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot select encoded media by example")
 
     def next_position_ids(self, position_ids: torch.Tensor, n: int = 1) -> torch.Tensor:
         """Positions of the next ``n`` text tokens after the last one (works for [B,T] and [R,B,T] ids)."""

@@ -59,7 +59,7 @@ import torch
 from zoo.align.pairs import PAIR_SOURCES, PairSource
 from zoo.align.pairs.pairfile import check_settings, existing_ids, read_jsonl, row_id, write_summary
 from zoo.data.batches import Encoded, ExampleBatch, GroupBatch
-from zoo.data.collate import pad_batch, pad_groups
+from zoo.data.collate import cat_media, pad_batch, pad_groups
 from zoo.data.schema import DataError
 from zoo.models.policy import Policy, eval_mode, to_device
 
@@ -441,6 +441,24 @@ class BDHSSampler:
         noisy = noisy_pixels(media["pixel_values"], self.config.noise_step, torch.Generator().manual_seed(seed))
         return dataclasses.replace(item.prompt, media_inputs={**media, "pixel_values": noisy})
 
+    def _chunk_media(self, prompts: list[Encoded], device):
+        """The encoded media of a chunk's rows, each distinct (corrupted) prompt's media encoded once however many
+        sentence rows share it; None where the backbone cannot select encoded media (then `generate` encodes
+        per row). The same encodings as per row: `tests/align/test_bdhs.py`."""
+        backbone = self.policy.backbone
+        if not backbone.can_select_media:
+            return None
+        distinct: dict[int, int] = {}
+        for p in prompts:
+            distinct.setdefault(id(p), len(distinct))
+        sources = list({id(p): p.media_inputs for p in prompts}.values())
+        if not any(sources):
+            return None
+        keys = sorted({k for source in sources for k in source})
+        batch = {k: cat_media([source[k] for source in sources if k in source]) for k in keys}
+        encoded = self.policy.encode_media(to_device(batch, device))
+        return backbone.select_media(encoded, sources, [distinct[id(p)] for p in prompts])
+
     def _generate(self, prompts: list[Encoded], rows: list[_Row], keeps: list[torch.Tensor],
                   attempt: int) -> list[list[int]]:
         """The ids each row's model writes after its (corrupted) prompt + head + cut, EOS excluded."""
@@ -457,10 +475,11 @@ class BDHSSampler:
                 keep[r, keep.shape[1] - len(example.input_ids) : keep.shape[1] - len(example.input_ids) + p] = keeps[start + r]
             device = next(self.policy.parameters()).device
             batch = to_device(batch, device)
+            media = self._chunk_media([prompts[row.item] for row in chunk], device)
             generator = torch.Generator().manual_seed(cfg.seed * 1000 + attempt * 7919 + start)  # do_sample only
             guided = chunk[0].sentence >= 0
             gen = self.policy.generate(
-                batch, media_keep=keep.to(device) if cfg.corruption == "mask" else None,
+                batch, media=media, media_keep=keep.to(device) if cfg.corruption == "mask" else None,
                 max_new_tokens=cfg.max_sentence_tokens if guided else cfg.max_response_tokens,
                 do_sample=cfg.do_sample, temperature=cfg.temperature,
                 stop_token_ids=self.tokens.stops if guided else [eos],
