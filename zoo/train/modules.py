@@ -39,11 +39,16 @@ class PolicyModule(L.LightningModule):
     """Shared plumbing: the policy, the optimizer and schedule, saving the model folder."""
 
     def __init__(self, policy: Policy, optimizer: Callable, warmup_steps: int = 0, min_lr_ratio: float = 0.1,
-                 logps_chunk: int = 0):
+                 logps_chunk: int = 0, gradient_checkpointing: bool = False):
         super().__init__()
         if isinstance(logps_chunk, bool) or not isinstance(logps_chunk, int) or logps_chunk < 0:
             raise ValueError(f"module.logps_chunk must be an integer >= 0 (0: the full logits), not {logps_chunk!r}")
         policy.logps_chunk = logps_chunk  # > 0: response log-probs this many tokens at a time (Policy.logps_chunk)
+        if gradient_checkpointing:  # each transformer layer's activations recomputed in backward instead of kept
+            if not getattr(policy.model, "supports_gradient_checkpointing", False):
+                raise ValueError(f"module.gradient_checkpointing: {type(policy.model).__name__} does not support it")
+            policy.model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        self.gradient_checkpointing = bool(gradient_checkpointing)
         self.policy = policy
         self.optimizer_factory = optimizer
         self.warmup_steps, self.min_lr_ratio = warmup_steps, min_lr_ratio
@@ -131,10 +136,13 @@ class PreferenceModule(PolicyModule):
 
     def __init__(self, policy: Policy, optimizer: Callable, objective: Objective, reference: Reference | None = None,
                  pairs: PairSource | None = None, warmup_steps: int = 0, min_lr_ratio: float = 0.1,
-                 logps_chunk: int = 0):
-        super().__init__(policy, optimizer, warmup_steps, min_lr_ratio, logps_chunk)
+                 logps_chunk: int = 0, gradient_checkpointing: bool = False):
+        super().__init__(policy, optimizer, warmup_steps, min_lr_ratio, logps_chunk, gradient_checkpointing)
         self.objective = objective
         self.pairs = pairs if pairs is not None else PairSource()
+        if gradient_checkpointing and getattr(self.pairs, "layout", None) == "shared_prefix":
+            raise ValueError("module.gradient_checkpointing recomputes each layer without its KV cache, which the "
+                             "shared prompt prefix needs: set module.pairs.layout=concat (or turn it off)")
         reference = reference if reference is not None else NoReference()
         if not reference.provides_logps and objective.needs_reference:
             raise ValueError(f"{objective!r} needs a reference model: choose reference=frozen, cached or lora_disabled")
