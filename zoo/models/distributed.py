@@ -1,4 +1,5 @@
-"""What a sampler needs to know about the processes it runs in: its rank, and full weights to generate with.
+"""Several processes: their ranks, how the policy is sharded, whole weights to generate with and to write, and
+losses that average to the one-process mean.
 
 `process_rank` / `process_count`: this process's place in the default ``torch.distributed`` process group (0 of 1
 without one), so an online source can give every rank of a data-parallel run its own random stream.
@@ -22,9 +23,10 @@ without one), so an online source can give every rank of a data-parallel run its
   (``set_reshard_after_forward(False)``), then restores the setting and calls ``reshard()``: one gather per
   generation, at the cost of holding the full model on every rank while sampling.
 
-Lightning 2.x refuses ``strategy=fsdp`` without a CUDA accelerator (``accelerator_connector``: "The strategy
-`fsdp` requires a GPU accelerator"), so the FSDP paths are exercised on GPUs only (see
-``docs/ARCHITECTURE.md``, "Multi-process online sampling").
+Lightning's FSDP1 ``FSDPStrategy`` refuses to run without CUDA; zoo's ``strategy=fsdp`` is FSDP2
+(`zoo.train.strategies.FSDP`), which runs on CPUs too: `shard_units` / `shard_layers` say how the policy is sharded,
+`full_state_dict` gathers it for writing, `data_parallel_mean` makes N processes train like one (see
+``docs/ARCHITECTURE.md``, "Several processes: strategies, precision, memory").
 """
 
 from __future__ import annotations
