@@ -71,6 +71,7 @@ def test_bdhs_sampling_quick(tmp_path, tiny_world):
     report = json.loads(out.read_text())
     assert report["identical_outputs"] and report["pairs"] == 6 and report["sentences"] >= 6
     assert all(v > 0 for v in report["pairs_per_second"].values()) and report["ratio"] > 0
+    assert report["ratio_image_once"] > 0 and len(report["pairs_per_second"]) == 3
 
 
 @pytest.mark.slow
