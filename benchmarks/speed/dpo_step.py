@@ -432,7 +432,7 @@ def worker_zoo(args, model_dir: Path, data_dir: Path, cached: bool = False) -> d
     autocast = _autocast(args)
     pairs = OfflinePairs(args.zoo_layout)
     module = PreferenceModule(policy, optimizer=adamw, objective=Objective("sigmoid", {"beta": args.beta}),
-                              reference=reference, pairs=pairs)
+                              reference=reference, pairs=pairs, logps_chunk=args.zoo_logps_chunk)
     module.to(args.device)
     # Pairs in file order on both sides, so their step-0 batches are the same pairs.
     dm = PairDataModule(path=str(data_dir), train_split="pairs", val_split=None, val_limit=None,
@@ -607,7 +607,7 @@ def worker_command(args, side: str, result: Path) -> list[str]:
         cmd.append("--no-fused-adamw")
     if args.trl_gradient_checkpointing:
         cmd.append("--trl-gradient-checkpointing")
-    cmd += ["--zoo-layout", args.zoo_layout]
+    cmd += ["--zoo-layout", args.zoo_layout, "--zoo-logps-chunk", str(args.zoo_logps_chunk)]
     return cmd
 
 
@@ -764,6 +764,9 @@ def parse_args(argv=None):
     p.add_argument("--zoo-layout", default="shared_prefix", choices=("shared_prefix", "concat"),
                    help="zoo's group batch layout (the offline pair source's `layout`): shared_prefix (default) "
                    "or concat, the naive one")
+    p.add_argument("--zoo-logps-chunk", type=int, default=0,
+                   help="zoo's module.logps_chunk: response log-probs N tokens at a time from the hidden states, never "
+                   "the full logits (0, the default: the full logits)")
     p.add_argument("--workdir", help="where model, data and logs go (default: a fresh temp folder, removed after)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--worker", choices=SIDES, help=argparse.SUPPRESS)
@@ -850,7 +853,7 @@ def main(argv=None) -> dict[str, Any] | None:
                 "device": args.device, "threads": args.threads, "lr": args.lr, "beta": args.beta,
                 "loss": "sigmoid DPO", "optimizer": "AdamW (torch, weight_decay=0, fused)" if args.fused_adamw
                 else "AdamW (torch, weight_decay=0)", "trl_gradient_checkpointing": args.trl_gradient_checkpointing,
-                "zoo_layout": args.zoo_layout, "quick": args.quick, "sizes": asdict(sizes), "n_pairs": n_pairs,
+                "zoo_layout": args.zoo_layout, "zoo_logps_chunk": args.zoo_logps_chunk, "quick": args.quick, "sizes": asdict(sizes), "n_pairs": n_pairs,
                 "profile": args.profile, "precision": args.precision, "lora_r": args.lora_r, "lengths": args.lengths,
                 "trl_driver": "DPOTrainer.training_step + optimizer.step/zero_grad, "
                 "batches pre-fetched from get_train_dataloader()",
