@@ -170,9 +170,7 @@ def shard_layers(module: nn.Module, mesh=None, reshard_after_forward: bool = Tru
     """FSDP2 (``fully_shard``) on every unit of `shard_units`, then on ``module`` itself for the rest. Each unit
     gathers its parameters in its forward and frees them after; gradients are reduce-scattered per unit.
     Returns the number of units."""
-    from torch.distributed.fsdp import fully_shard
-
-    from torch.distributed.fsdp import register_fsdp_forward_method
+    from torch.distributed.fsdp import fully_shard, register_fsdp_forward_method
 
     units = shard_units(module)
     for unit in units:

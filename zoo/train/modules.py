@@ -48,7 +48,6 @@ class PolicyModule(L.LightningModule):
             if not getattr(policy.model, "supports_gradient_checkpointing", False):
                 raise ValueError(f"module.gradient_checkpointing: {type(policy.model).__name__} does not support it")
             policy.model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-        self.gradient_checkpointing = bool(gradient_checkpointing)
         self.policy = policy
         self.optimizer_factory = optimizer
         self.warmup_steps, self.min_lr_ratio = warmup_steps, min_lr_ratio

@@ -448,16 +448,18 @@ class BDHSSampler:
         backbone = self.policy.backbone
         if not backbone.can_select_media:
             return None
-        distinct: dict[int, int] = {}
+        position: dict[int, int] = {}  # a prompt (one object per example and try) → its place among the distinct
+        sources = []
         for p in prompts:
-            distinct.setdefault(id(p), len(distinct))
-        sources = list({id(p): p.media_inputs for p in prompts}.values())
+            if id(p) not in position:
+                position[id(p)] = len(sources)
+                sources.append(p.media_inputs)
         if not any(sources):
             return None
         keys = sorted({k for source in sources for k in source})
         batch = {k: cat_media([source[k] for source in sources if k in source]) for k in keys}
         encoded = self.policy.encode_media(to_device(batch, device))
-        return backbone.select_media(encoded, sources, [distinct[id(p)] for p in prompts])
+        return backbone.select_media(encoded, sources, [position[id(p)] for p in prompts])
 
     def _generate(self, prompts: list[Encoded], rows: list[_Row], keeps: list[torch.Tensor],
                   attempt: int) -> list[list[int]]:
