@@ -646,8 +646,13 @@ def summarize(runs: list[dict], batch_size: int) -> dict[str, Any]:
 
 
 def _ratios(a: dict, b: dict) -> dict[str, Any]:
+    # each round's sides run back to back: the ratio within a round is steadier than the ratio of the medians
+    # when the machine's speed drifts between rounds (seen on the shared 2-core CPU: one side ±30 % across rounds)
+    per_round = [x["pairs_per_s"] / y["pairs_per_s"] for x, y in zip(a["rounds"], b["rounds"])]
     return {
         "pairs_per_s": a["pairs_per_s"] / b["pairs_per_s"],
+        "pairs_per_s_per_round": per_round,
+        "pairs_per_s_median_of_rounds": statistics.median(per_round),
         "best_pairs_per_s": a["best_pairs_per_s"] / b["best_pairs_per_s"],
         "peak_mb": a["peak_mb"] / b["peak_mb"],
         "step_mb": a["step_mb"] / b["step_mb"] if b["step_mb"] > 0 else None,
@@ -718,6 +723,10 @@ def print_table(report: dict) -> None:
         step_ratio = f"{q['step_mb']:>9.2f}x" if q["step_mb"] is not None else f"{'n/a':>10}"
         print(f"{name:<11}{q['pairs_per_s']:>8.2f}x{'':>9}{q['best_pairs_per_s']:>9.2f}x"
               f"{q['peak_mb']:>14.2f}x{step_ratio}")
+    for name, q in (("zoo/trl", ratio), ("cached/trl", report["ratio_cached"])):
+        rounds = q["pairs_per_s_per_round"]
+        print(f"{name} within each round: median {q['pairs_per_s_median_of_rounds']:.2f}x "
+              f"(min {min(rounds):.2f}x, max {max(rounds):.2f}x over {len(rounds)} rounds)")
     zc = res["zoo_cached"]
     print(f"zoo_cached: one-off reference pass {zc['reference_precompute_s_per_pair'] * 1000:.1f} ms/pair; one epoch "
           f"with it: {zc['pairs_per_s_one_epoch_incl_reference_pass']:.3f} pairs/s "
