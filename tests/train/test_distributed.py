@@ -129,3 +129,35 @@ def test_two_single_process_nodes_launched_by_torchrun_train_like_one(tmp_path):
     run = tmp_path / "nodes" / "run"
     assert json.loads((run / "metrics.json").read_text())["processes"] == 2
     assert max_difference(weights(tmp_path / "one" / "run"), weights(run)) < 1e-5
+
+
+def test_an_hf_native_llava_trains_alike_under_ddp_and_fsdp(tmp_path):
+    """The llava family's tiny stand-in (a transformers LlavaForConditionalGeneration): SFT with 2 processes under
+    `ddp` and `fsdp` ends where 1 process does. Under FSDP2 its vision tower is a unit called through
+    `get_image_features`, and transformers' hidden-state capture (keyed by class name, which `fully_shard` changes)
+    must still reach it."""
+    from zoo.models.native import NativeBackbone, make_tiny_native
+    from zoo.models.policy import Policy
+
+    model_dir = tmp_path / "llava"
+    Policy(NativeBackbone(*make_tiny_native("llava"))).backbone.save_pretrained(model_dir)
+    world = ["data.world_config.n_train=30", "data.world_config.n_test=8", "data.world_config.n_trigger=4",
+             "data.world_config.n_pairs=16", "data.world_config.n_ranked=8"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    runs = {}
+    for name, processes, batch, strategy in [("one", 1, 4, ["strategy=auto"]),
+                                             ("ddp", 2, 2, ["strategy=ddp",  # LLaVA's last tower layer is unused
+                                                            "trainer.strategy.find_unused_parameters=true"]),
+                                             ("fsdp", 2, 2, ["strategy=fsdp"])]:
+        run = tmp_path / name / "run"
+        done = subprocess.run(
+            [sys.executable, "-m", "zoo.cli", "train", "recipe=sft", "model=pretrained", f"model.path={model_dir}",
+             *world, f"output_dir={run}", f"data_root={tmp_path / 'data'}", f"trainer.max_steps={STEPS}",
+             "trainer.val_check_interval=null", "data.val_split=null", f"data.batch_size={batch}",
+             f"trainer.devices={processes}", "trainer.accelerator=cpu", *strategy, "logger=csv",
+             "trainer.enable_progress_bar=false", "module.optimizer.lr=1e-3", "module.warmup_steps=1"],
+            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600, check=False)
+        assert done.returncode == 0, done.stderr[-3000:]
+        runs[name] = weights(run)
+    for name in ("ddp", "fsdp"):
+        assert max_difference(runs["one"], runs[name]) < 1e-5, name

@@ -173,15 +173,36 @@ def shard_layers(module: nn.Module, mesh=None, reshard_after_forward: bool = Tru
     from torch.distributed.fsdp import fully_shard, register_fsdp_forward_method
 
     units = shard_units(module)
+    recorded = _output_recording(module)
     for unit in units:
         fully_shard(unit, mesh=mesh, reshard_after_forward=reshard_after_forward)
     fully_shard(module, mesh=mesh, reshard_after_forward=reshard_after_forward)
+    _restore_output_recording(recorded)
     # the backbones encode media through these methods of the root, before its forward: FSDP2 must see them as
     # forwards (its lazy initialisation runs at the root's first forward)
     for method in ENCODE_METHODS:
         if callable(getattr(module, method, None)):
             register_fsdp_forward_method(module, method)
     return len(units) + 1
+
+
+def _output_recording(module: nn.Module) -> dict[nn.Module, dict]:
+    """What each transformers model under ``module`` records (hidden states, attentions …). transformers keys this
+    by the model's class name (``_CAN_RECORD_REGISTRY``), and ``fully_shard`` gives every unit a new class
+    (``FSDPCLIPVisionModel``): without re-registering, LLaVA's ``get_image_features`` gets no hidden states."""
+    try:
+        from transformers.utils.output_capturing import _CAN_RECORD_REGISTRY
+    except ImportError:  # pragma: no cover - a transformers without output capturing
+        return {}
+    return {m: _CAN_RECORD_REGISTRY.get(m) for m in module.modules() if _CAN_RECORD_REGISTRY.get(m)}
+
+
+def _restore_output_recording(recorded: dict[nn.Module, dict]) -> None:
+    if recorded:
+        from transformers.utils.output_capturing import _CAN_RECORD_REGISTRY
+
+        for m, flags in recorded.items():
+            _CAN_RECORD_REGISTRY[m] = flags  # under the sharded class's name
 
 
 def is_sharded(module: nn.Module) -> bool:
