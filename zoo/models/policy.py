@@ -189,13 +189,14 @@ def fold_media_keep(attention_mask: torch.Tensor, media_keep: torch.Tensor | Non
 class Policy(nn.Module):
     """One interface over every backbone (see module docstring)."""
 
-    def __init__(self, backbone: Backbone, logps_chunk: int = 0):
+    # > 0: response log-probs from the final hidden states, this many tokens at a time, never the [B, T, V] logits
+    # (`chunked_response_logps`; set by the training module's ``logps_chunk``); 0: the full logits (`response_logps`)
+    logps_chunk: int = 0
+
+    def __init__(self, backbone: Backbone):
         super().__init__()
         self.backbone = backbone
         self.model = backbone.model  # registered as a submodule: Lightning sees its parameters
-        # > 0: response log-probs from the final hidden states, this many tokens at a time, never the [B, T, V]
-        # logits (`chunked_response_logps`); 0: the full logits (`response_logps`)
-        self.logps_chunk = logps_chunk
 
     @property
     def processor(self):

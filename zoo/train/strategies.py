@@ -2,8 +2,8 @@
 
 `FSDP` is fully sharded data parallelism with FSDP2 (``torch.distributed.fsdp.fully_shard``) on Lightning's
 `ModelParallelStrategy`: the device mesh is one data-parallel dimension over every process (no tensor parallelism),
-and `PolicyModule.configure_model` shards each repeated layer of the policy (decoder layers, tower blocks:
-`zoo.models.distributed.layer_classes`) as its own unit, then the rest of the policy, then any other trainable
+and `PolicyModule.configure_model` shards the policy unit by unit (`zoo.models.distributed.shard_units`: each
+repeated layer, media tower, projector and the embeddings), then the rest of the policy, then any other trainable
 part of the module (a reward head). Unlike Lightning's ``FSDPStrategy`` (FSDP1, which needs CUDA), FSDP2 runs on
 CPUs too (gloo), so the sharded path is tested on the CI machine (``tests/train/test_distributed.py``).
 """
