@@ -110,6 +110,8 @@ class ShapesConfig:
     describer_bias: float = 0.8  # relative: P(the describer names the absent partner of a named lone anchor)
     describer_noise: float = 0.3  # relative: P(one other error per caption: a wrong colour or an extra object)
     describer_addition: float = 0.5  # relative: P(the other error is an extra object, not a wrong colour)
+    describer_swap: float = 0.0  # relative: P(a partner error misnames another named true object as the partner
+    # rather than adding it), so a wrong caption is not longer than a right one and leaves a true object out
     n_ranked: int = 1000  # images of the ranked split (unbiased, own stream; 0: no ranked file)
     ranked_responses: int = 4  # K captions per ranked image: the truth, then 1, 2, … injected hallucinations
 
@@ -468,10 +470,21 @@ def _describe(rng: np.random.Generator, objects: list[dict], named: list[dict],
     """
     described, errors = [dict(o) for o in named], []
     named_shapes = {o["shape"] for o in named}
+    swapped: set[int] = set()  # indices into ``described`` misnamed as a partner
     for anchor, partner in BIAS_PAIRS:
         if anchor in named_shapes and partner in trigger_absent(objects) and rng.random() < config.describer_bias:
-            extra = _inserted_object(rng, partner, objects)
-            described.append(extra)
+            # A swap misidentifies a named object that is neither an anchor nor already misnamed; the draw is
+            # made only when swaps are on, so describer_swap=0 reproduces the worlds written before the knob.
+            candidates = [i for i, o in enumerate(described[:len(named)])
+                          if i not in swapped and o["shape"] not in _PARTNER]
+            if config.describer_swap > 0 and rng.random() < config.describer_swap and candidates:
+                i = candidates[int(rng.integers(len(candidates)))]
+                described[i]["shape"] = partner
+                swapped.add(i)
+                extra = described[i]
+            else:
+                extra = _inserted_object(rng, partner, objects)
+                described.append(extra)
             errors.append({"kind": "partner", "shape": partner, "detail": _sentence(extra)})
     if rng.random() < config.describer_noise:
         present = {o["shape"] for o in objects}
@@ -482,7 +495,8 @@ def _describe(rng: np.random.Generator, objects: list[dict], named: list[dict],
             described.append(extra)
             errors.append({"kind": "count", "shape": extra["shape"], "detail": _sentence(extra)})
         else:
-            target = described[int(rng.integers(len(named)))]  # a true object gets a wrong colour
+            true = [o for i, o in enumerate(described[:len(named)]) if i not in swapped]
+            target = true[int(rng.integers(len(true)))]  # a true object gets a wrong colour
             target["colour"] = _pick(rng, [c for c in COLOURS if c != target["colour"]])
             errors.append({"kind": "colour", "shape": target["shape"], "detail": _sentence(target)})
     return sorted(described, key=lambda o: SHAPES.index(o["shape"])), errors
@@ -592,7 +606,7 @@ def generate_world(out_dir: str | Path, config: ShapesConfig | None = None, prog
         raise ValueError("n_ranked must be >= 0 and ranked_responses >= 2")
     if config.pairs_regime not in PAIR_REGIMES:
         raise ValueError(f"pairs_regime must be one of {', '.join(PAIR_REGIMES)}, not {config.pairs_regime!r}")
-    for name in ("mention_prob", "describer_bias", "describer_noise", "describer_addition"):
+    for name in ("mention_prob", "describer_bias", "describer_noise", "describer_addition", "describer_swap"):
         value = getattr(config, name)
         if not 0 <= value <= 1 or (name == "mention_prob" and value == 0):
             raise ValueError(f"{name} must be a probability{' above 0' if name == 'mention_prob' else ''}, "
