@@ -17,11 +17,13 @@ the co-occurrence bias, so lone anchors — where the bias prior hallucinates �
 
 * ``relative`` (default), how real preference data differs from demonstrations: both responses are
   captions of a *biased describer* — a model that learned the train split's prior, naming the absent
-  partner of a named lone anchor with probability ``describer_bias`` and making another error with
-  probability ``describer_noise`` — and the annotator prefers the one with fewer false sentences
-  (ties are no preference and are drawn again). The chosen caption is better, not right: it still
-  names the absent partner in most pairs where the prior fires, so imitating it keeps the bias and
-  only the contrast with the rejected teaches the model to drop it.
+  partner of a named lone anchor with probability ``describer_bias`` (by misnaming another named object,
+  ``describer_swap``, else as an extra object) and making another error with probability
+  ``describer_noise`` — and the annotator prefers the one with fewer false sentences (ties are no
+  preference and are drawn again). The chosen caption is better, not right: it still names the absent
+  partner in most pairs where the prior fires, so imitating it keeps the bias and only the contrast
+  with the rejected teaches the model to drop it. Misnaming rather than adding keeps the two captions
+  the same length in most pairs, so the contrast cannot be read as "say less".
 * ``gold`` (the easy case, version 1): ``chosen`` is the true caption and ``rejected`` the same
   caption with one injected plausible hallucination (:func:`hallucinate`,
   :data:`HALLUCINATION_WEIGHTS`). Imitating the chosen captions alone fixes the bias here.
@@ -77,6 +79,8 @@ HALLUCINATION_WEIGHTS = {"bias": 0.5, "colour": 0.25, "count": 0.25}
 POPE_KINDS = ("random", "popular", "adversarial")
 PAIR_REGIMES = ("relative", "gold")  # see ShapesConfig.pairs_regime
 VERSION = "2"
+# Settings added after version-2 folders were first written, at the value that reproduces those folders.
+ADDED_SETTINGS = {"describer_swap": 0.0}
 
 _PARTNER = dict(BIAS_PAIRS)  # anchor -> partner
 _MATE = {**_PARTNER, **{p: a for a, p in BIAS_PAIRS}}  # either member -> the other
@@ -109,9 +113,10 @@ class ShapesConfig:
     # sentences chosen (it may be wrong too); "gold": chosen = the true caption, rejected = it + one injected error
     describer_bias: float = 0.8  # relative: P(the describer names the absent partner of a named lone anchor)
     describer_noise: float = 0.3  # relative: P(one other error per caption: a wrong colour or an extra object)
-    describer_addition: float = 0.5  # relative: P(the other error is an extra object, not a wrong colour)
-    describer_swap: float = 0.0  # relative: P(a partner error misnames another named true object as the partner
-    # rather than adding it), so a wrong caption is not longer than a right one and leaves a true object out
+    describer_addition: float = 0.0  # relative: P(the other error is an extra object, not a wrong colour)
+    describer_swap: float = 1.0  # relative: P(a partner error misnames another named object as the partner rather
+    # than adding it; added when only the anchor is named). With swaps and no extra objects a wrong caption is
+    # rarely longer than a right one, so the contrast is what is said, not how much (0 and 0.5: the older regime)
     n_ranked: int = 1000  # images of the ranked split (unbiased, own stream; 0: no ranked file)
     ranked_responses: int = 4  # K captions per ranked image: the truth, then 1, 2, … injected hallucinations
 
@@ -586,7 +591,7 @@ def _existing_config(path: Path) -> dict | None:
         meta = json.loads((path / "world.json").read_text())
     except (OSError, ValueError):
         return None
-    return meta.get("config") if meta.get("version") == VERSION else None
+    return {**ADDED_SETTINGS, **meta["config"]} if meta.get("version") == VERSION and "config" in meta else None
 
 
 def generate_world(out_dir: str | Path, config: ShapesConfig | None = None, progress: bool = True) -> Path:
@@ -714,4 +719,4 @@ def load_world(path: str | Path):
     return DatasetDict(splits)
 
 
-WORLDS.register("shapes", World(ShapesConfig, generate_world, version=VERSION))
+WORLDS.register("shapes", World(ShapesConfig, generate_world, version=VERSION, added=ADDED_SETTINGS))

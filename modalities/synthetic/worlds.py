@@ -16,8 +16,8 @@ import dataclasses
 import importlib
 import json
 import typing
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,9 @@ class World:
     config: type  # dataclass of the world's settings (seed, sizes, bias …)
     generate: Callable[..., Path]  # generate(out_dir, config) -> out_dir; reuses a folder of the same config
     version: str | None = None  # the world.json "version" this module writes (None: not checked)
+    # Settings added after folders of this version were written, with the value that reproduces those folders
+    # (so an older world.json that lacks the key reads as what it holds, not as today's default).
+    added: Mapping[str, Any] = field(default_factory=dict)
 
 
 WORLDS: Registry[World] = Registry("synthetic world")
@@ -92,7 +95,7 @@ def resolve_world_config(name: str, path: str | Path, config: dict[str, Any] | N
         raise WorldMismatch(
             f"{path} holds version {record.get('version')} of the {name} world; this zoo reads version "
             f"{world.version}: regenerate it with `zoo world {name} {path} --force` (replaces the folder)")
-    recorded = record["config"]
+    recorded = {**world.added, **record["config"]}
     differ = {k: (recorded.get(k), v) for k, v in requested.items() if recorded.get(k) != v}
     if differ:
         what = ", ".join(f"{k}={was!r} (asked {asked!r})" for k, (was, asked) in sorted(differ.items()))

@@ -450,11 +450,18 @@ def test_relative_pairs_invariants(big_world):
                     anchor = next(a for a, p in BIAS_PAIRS if p == error["shape"])
                     named = mentioned_shapes(_text(pair["chosen" if side == "chosen_errors" else "rejected"]))
                     assert anchor in present and anchor in named  # the prior fires on a named lone anchor
-        # both sides describe the same true objects (the contrast is in the errors only)
+        # both sides describe the same true objects (the contrast is in the errors only); a partner error that
+        # misnames a named object (describer_swap) stands at that object's place, in its colour
+        at = {o["position"]: o for o in objects}
+        misnamed = set()
+        for error in pair["chosen_errors"] + pair["rejected_errors"]:
+            colour, position = re.fullmatch(r"The \w+ is (\w+) and at the (.+)\.", error["detail"]).groups()
+            if error["kind"] == "partner" and position in at and at[position]["colour"] == colour:
+                misnamed.add(at[position]["shape"])  # (or an added partner in a full scene: a looser check)
         true_c = {s.split()[1] for s in _sentences(chosen) if s not in wrong_c}
         true_r = {s.split()[1] for s in _sentences(rejected) if s not in wrong_r}
         coloured = {e["shape"] for e in pair["chosen_errors"] + pair["rejected_errors"] if e["kind"] == "colour"}
-        assert true_c - coloured == true_r - coloured
+        assert true_c - coloured - misnamed == true_r - coloured - misnamed
 
 
 def test_relative_pairs_carry_the_bias_in_the_chosen(big_world):
@@ -473,12 +480,75 @@ def test_relative_pairs_carry_the_bias_in_the_chosen(big_world):
     assert sum(not p["chosen_errors"] for p in pairs) / len(pairs) > 0.3  # …and many chosen captions are right
 
 
+def _scene(*specs):
+    return [{"shape": s, "colour": c, "position": p, "cx": 0, "cy": 0, "size": 10} for s, c, p in specs]
+
+
+def test_describer_swap_misnames_a_named_object_instead_of_adding_the_partner():
+    """describer_swap: the prior's partner replaces another named object (same colour and place, so the caption
+    is no longer than a right one and leaves that object out); with only the anchor named it is added."""
+    from modalities.synthetic.shapes import _describe
+
+    # a lone circle (its partner, the square, is absent) beside a red star and a blue cross (no anchors)
+    objects = _scene(("circle", "green", "top left"), ("star", "red", "top right"),
+                     ("cross", "blue", "bottom left"))
+    fires = ShapesConfig(describer_bias=1.0, describer_noise=0.0, describer_swap=1.0)
+    for seed in range(20):
+        described, errors = _describe(np.random.default_rng(seed), objects, objects[:2], fires)
+        assert [e["kind"] for e in errors] == ["partner"] and errors[0]["shape"] == "square"
+        # the circle (the anchor) stays; the star, the only other named object, is called a square
+        assert described == _scene(("circle", "green", "top left"), ("square", "red", "top right"))
+        assert errors[0]["detail"] == "The square is red and at the top right."
+        # the anchor named alone: nothing to misname, so the partner is added
+        described, errors = _describe(np.random.default_rng(seed), objects, objects[:1], fires)
+        assert [o["shape"] for o in described] == ["circle", "square"]
+        assert described[1]["position"] == "bottom right"  # the one free quadrant
+    # without swaps the partner is always an extra object
+    adds = dataclasses.replace(fires, describer_swap=0.0)
+    described, errors = _describe(np.random.default_rng(0), objects, objects[:2], adds)
+    assert [o["shape"] for o in described] == ["circle", "square", "star"]
+    # a colour error never lands on the misnamed object: one false sentence per error
+    noisy = dataclasses.replace(fires, describer_noise=1.0, describer_addition=0.0)
+    for seed in range(20):
+        described, errors = _describe(np.random.default_rng(seed), objects, objects, noisy)
+        false = {(o["shape"], o["colour"], o["position"]) for o in described} - {
+            (o["shape"], o["colour"], o["position"]) for o in objects}
+        assert sorted(e["kind"] for e in errors) == ["colour", "partner"] and len(false) == 2
+        assert len(described) == len(objects)
+
+
+OLDER_REGIME = dict(describer_swap=0.0, describer_addition=0.5)  # the relative pairs before swaps (to 2026-11-29)
+
+
+def test_describer_swap_shortens_the_length_cue(tmp_path):
+    """With the default swaps the rejected caption is longer than the chosen one far less often than in the older
+    regime (length stops being the contrast), the other splits are untouched, and swap 0 writes the world as it
+    was written before the knob existed."""
+    import hashlib
+
+    swap = generate_world(tmp_path / "swap", dataclasses.replace(SMALL, n_pairs=400), progress=False)
+    plain = generate_world(tmp_path / "plain", dataclasses.replace(SMALL, n_pairs=400, **OLDER_REGIME),
+                           progress=False)
+    for split in ("train", "test", "trigger", "ranked"):
+        assert (swap / f"{split}.jsonl").read_bytes() == (plain / f"{split}.jsonl").read_bytes()
+
+    def longer(world):
+        pairs = _read_rows(world, "pairs")
+        return sum(len(_sentences(_text(p["rejected"]))) > len(_sentences(_text(p["chosen"]))) for p in pairs)
+
+    assert longer(swap) < 0.5 * longer(plain)
+    # the pairs file of SMALL as the code wrote it before describer_swap existed (commit 483396b)
+    before = generate_world(tmp_path / "before", dataclasses.replace(SMALL, **OLDER_REGIME), progress=False)
+    digest = hashlib.sha256((before / "pairs.jsonl").read_bytes()).hexdigest()
+    assert digest == "dec4b603504ffed4c9f19250581b2f8853e80ce065fb4d3900af4ab56d29d96c"
+
+
 def test_regime_and_mentions_leave_the_other_streams_alone(small_world, tmp_path):
     gold = generate_world(tmp_path / "gold", dataclasses.replace(SMALL, pairs_regime="gold"), progress=False)
     for split in ("train", "test", "trigger", "ranked"):
         assert (gold / f"{split}.jsonl").read_bytes() == (small_world / f"{split}.jsonl").read_bytes()
     assert (gold / "pairs.jsonl").read_bytes() != (small_world / "pairs.jsonl").read_bytes()
     for bad, match in ((dict(pairs_regime="best"), "pairs_regime"), (dict(mention_prob=0.0), "mention_prob"),
-                       (dict(describer_bias=1.5), "describer_bias")):
+                       (dict(describer_bias=1.5), "describer_bias"), (dict(describer_swap=-0.1), "describer_swap")):
         with pytest.raises(ValueError, match=match):
             generate_world(tmp_path / "bad", dataclasses.replace(SMALL, **bad), progress=False)

@@ -86,6 +86,25 @@ def test_a_world_folder_is_the_source_of_truth_for_its_settings(tmp_path):
     assert resolve_world_config("shapes", tmp_path / "new", {"bias": 0.5})["bias"] == 0.5
 
 
+def test_a_folder_written_before_a_setting_existed_reads_as_what_it_holds(tmp_path):
+    """describer_swap came after version-2 folders were written: a world.json without it holds swap 0 (those
+    files are what swap 0 writes, byte for byte), whatever today's default is."""
+    from modalities.synthetic import WorldMismatch, resolve_world_config
+
+    path = ensure_world("shapes", tmp_path / "w", {**TINY, "describer_swap": 0.0})
+    record = json.loads((path / "world.json").read_text())
+    del record["config"]["describer_swap"]
+    (path / "world.json").write_text(json.dumps(record))
+    assert resolve_world_config("shapes", path)["describer_swap"] == 0.0
+    assert ensure_world("shapes", path, {"describer_swap": 0.0}) == path
+    with pytest.raises(WorldMismatch, match=r"describer_swap=0\.0 \(asked 1\.0\)"):
+        ensure_world("shapes", path, {"describer_swap": 1.0})
+    # the generator reuses that folder for the settings it holds instead of writing it again
+    stamp = (path / "world.json").stat().st_mtime_ns
+    generate_world(path, ShapesConfig(**TINY, describer_swap=0.0), progress=False)
+    assert (path / "world.json").stat().st_mtime_ns == stamp
+
+
 def test_world_settings_on_the_command_line_are_read_as_their_types(tmp_path, capsys):
     from modalities.synthetic import parse_world_settings
     from zoo.cli import main
