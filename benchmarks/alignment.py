@@ -151,45 +151,61 @@ def helper(name: str, base: Path, out: Path, world: Path) -> Path:
     return here / result if result else here
 
 
-def run_row(name: str, seed: int, base: Path, out: Path, world: Path, extra: list[str], force: bool) -> Path:
-    """Train (unless the base row) and evaluate one row at one seed; the run folder."""
+def results_name(world: Path, eval_world: Path) -> str:
+    """A run's results file: ``results.json`` on its own world, ``results.<eval world folder>.json`` on another."""
+    return "results.json" if eval_world.resolve() == world.resolve() else f"results.{eval_world.name}.json"
+
+
+def run_row(name: str, seed: int, base: Path, out: Path, world: Path, extra: list[str], force: bool,
+            eval_world: Path | None = None) -> Path:
+    """Train (unless the base row, or its model is there already) and evaluate one row at one seed on
+    ``eval_world`` (default: the training world); the run folder."""
     row = ROWS[name]
+    eval_world = eval_world or world
     run = out / (name if row.recipe is None else f"{name}-s{seed}")
-    results = run / "results.json"
+    results = run / results_name(world, eval_world)
     if results.exists() and not force:
         return run
     model = base
-    if row.recipe is not None:
+    trained = (run / "model" / "config.json").exists() and not force
+    if row.recipe is not None and trained:
+        model = run / "model"  # trained for another world's evaluation: evaluate it here too
+    elif row.recipe is not None:
         overrides = [fill(o, base, out, world) for o in row.overrides]
         _zoo("train", f"recipe={row.recipe}", "model=pretrained", f"model.path={base}", f"seed={seed}",
              f"output_dir={run}", "overwrite=true", f"data_root={world.parent}", *overrides, *extra)
         model = run / "model"
-    _zoo("eval", str(model), "--suite", SUITE, "--world", str(world), "--output", str(results),
+    _zoo("eval", str(model), "--suite", SUITE, "--world", str(eval_world), "--output", str(results),
          "--name", f"{name} (seed {seed})" if row.recipe else name)
     return run
 
 
-def _records(tasks: dict, run: Path) -> dict[str, list]:
-    """Per task, the judge records of a run's samples (the scorer re-applied to the stored replies)."""
+def _records(tasks: dict, results: Path) -> dict[str, tuple[list[str], list]]:
+    """Per task, the item ids and judge records of a run's samples (the scorer re-applied to the stored replies)."""
     by_task: dict[str, list[dict]] = {}
-    for sample in load_samples(run / "results.json"):
+    for sample in load_samples(results):
         by_task.setdefault(sample["task"], []).append(sample)
-    return {task: tasks[task].judge([{"id": s["id"], "reference": s["reference"]} for s in samples],
-                                    [s["reply"] for s in samples])
+    return {task: ([s["id"] for s in samples],
+                   tasks[task].judge([{"id": s["id"], "reference": s["reference"]} for s in samples],
+                                     [s["reply"] for s in samples]))
             for task, samples in by_task.items() if task in tasks}
 
 
-def summarize(runs: dict[str, list[Path]], world: Path, n_boot: int = 1000) -> dict[str, Any]:
-    """Mean ± sd over seeds, pooled bootstrap intervals, and paired differences against the control."""
+def summarize(runs: dict[str, list[Path]], world: Path, n_boot: int = 1000,
+              results: str = "results.json") -> dict[str, Any]:
+    """Mean ± sd over seeds, pooled bootstrap intervals, and paired differences against the control, from each
+    run's ``results`` file (scored on ``world``). The seeds score the same items, so the bootstrap resamples
+    items with all their seeds' records (`benchmarks.stats`: groups), not the records one by one."""
     tasks = {t.name: t for t in build_suite(SUITE, world=world)}
-    records = {name: [_records(tasks, run) for run in paths] for name, paths in runs.items()}
+    records = {name: [_records(tasks, run / results) for run in paths] for name, paths in runs.items()}
     summary: dict[str, Any] = {"rows": {}, "vs_control": {}}
     for name, paths in runs.items():
         cells = {}
         for task, metric in COLUMNS:
-            values = [load_results(run / "results.json")["results"][task][metric] for run in paths]
-            pooled = [r for per_seed in records[name] for r in per_seed[task]]
-            interval = bootstrap_intervals(tasks[task].aggregate, pooled, n_boot=n_boot).get(metric)
+            values = [load_results(run / results)["results"][task][metric] for run in paths]
+            ids = [i for per_seed in records[name] for i in per_seed[task][0]]
+            pooled = [r for per_seed in records[name] for r in per_seed[task][1]]
+            interval = bootstrap_intervals(tasks[task].aggregate, pooled, n_boot=n_boot, groups=ids).get(metric)
             mean, sd = mean_sd(values)
             cells[f"{task}/{metric}"] = {"values": values, "mean": mean, "sd": sd, "interval": interval}
         summary["rows"][name] = {"label": ROWS[name].label, "seeds": len(paths), "runs": [str(p) for p in paths],
@@ -203,9 +219,12 @@ def summarize(runs: dict[str, list[Path]], world: Path, n_boot: int = 1000) -> d
             for task, metric in VERSUS:
                 # pair seed s of the method with seed s of the control (the base has one run: repeat it)
                 n = max(len(paths), len(control))
-                a = [r for i in range(n) for r in records[CONTROL][i % len(control)][task]]
-                b = [r for i in range(n) for r in records[name][i % len(paths)][task]]
-                diff = paired_difference(tasks[task].aggregate, a, b, metric, n_boot=n_boot)
+                ids = [i for s in range(n) for i in records[CONTROL][s % len(control)][task][0]]
+                if ids != [i for s in range(n) for i in records[name][s % len(paths)][task][0]]:
+                    raise ValueError(f"{name} and the control were not scored on the same {task} items")
+                a = [r for s in range(n) for r in records[CONTROL][s % len(control)][task][1]]
+                b = [r for s in range(n) for r in records[name][s % len(paths)][task][1]]
+                diff = paired_difference(tasks[task].aggregate, a, b, metric, n_boot=n_boot, groups=ids)
                 ref = summary["rows"][CONTROL]["metrics"][f"{task}/{metric}"]["mean"]
                 diff["relative"] = diff["diff"] / ref if diff["diff"] is not None and ref else None
                 summary["vs_control"][name][f"{task}/{metric}"] = diff
@@ -250,6 +269,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="runs/alignment", help="folder of the runs and the table")
     p.add_argument("--base", default=None, help="the SFT base model folder (default: OUT/sft-base, trained if missing)")
     p.add_argument("--world", default="data/shapes-0", help="the shapes world (generated if missing)")
+    p.add_argument("--eval-world", default=None,
+                   help="score the rows on another world's splits (e.g. unseen trigger images: `zoo world shapes DIR "
+                        "--set seed=2 --set n_trigger=1000`); trained rows are reused, the results land beside them as "
+                        "results.<DIR name>.json and the table as alignment.<DIR name>.md (default: --world)")
     p.add_argument("--rows", nargs="+", default=list(DEFAULT_ROWS), choices=list(ROWS),
                    help="rows to train and tabulate (default: %(default)s; the judge and LLF rows are asked by name: "
                         "they first make the models they use under OUT/helpers)")
@@ -261,6 +284,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("overrides", nargs="*", help="Hydra overrides added to every training run")
     args = p.parse_args(argv)
     out, world = Path(args.out), Path(args.world)
+    eval_world = Path(args.eval_world) if args.eval_world else world
+    results, tag = results_name(world, eval_world), ("" if eval_world.resolve() == world.resolve()
+                                                      else f".{eval_world.name}")
     extra = list(args.overrides) + ([f"trainer.max_steps={args.steps}"] if args.steps else [])
     start = time.perf_counter()
     base = Path(args.base) if args.base else out / "sft-base" / "model"
@@ -271,16 +297,17 @@ def main(argv: list[str] | None = None) -> int:
     def seeds(row: Row) -> list[int]:
         return args.seeds[:1] if row.recipe is None else args.slow_seeds if row.slow else args.seeds
 
-    runs = {name: [run_row(name, seed, base, out, world, extra, args.force) for seed in seeds(ROWS[name])]
-            for name in args.rows}
-    summary = summarize(runs, world)
-    summary.update(base=str(base), world=str(world), seeds=args.seeds, overrides=extra,
+    runs = {name: [run_row(name, seed, base, out, world, extra, args.force, eval_world)
+                   for seed in seeds(ROWS[name])] for name in args.rows}
+    summary = summarize(runs, eval_world, results=results)
+    summary.update(base=str(base), world=str(world), eval_world=str(eval_world), seeds=args.seeds, overrides=extra,
                    seconds=round(time.perf_counter() - start, 1))
-    atomic_write(out / "alignment.json", json.dumps(summary, indent=2) + "\n")  # rows in table order
+    files = out / f"alignment{tag}.json", out / f"alignment{tag}.md"
+    atomic_write(files[0], json.dumps(summary, indent=2) + "\n")  # rows in table order
     table = markdown(summary)
-    atomic_write(out / "alignment.md", table)
+    atomic_write(files[1], table)
     print(table)
-    print(f"written to {out / 'alignment.json'} and {out / 'alignment.md'} in {summary['seconds']} s")
+    print(f"written to {files[0]} and {files[1]} in {summary['seconds']} s")
     return 0
 
 

@@ -52,6 +52,24 @@ def test_the_table_trains_each_row_through_zoo_and_reports_the_control(tiny_base
     assert (out / "dpo-s0" / "results.json").stat().st_mtime_ns == before
     again = json.loads((out / "alignment.json").read_text())
     assert again["rows"] == summary["rows"] and again["vs_control"] == summary["vs_control"]
+    # --eval-world scores the same trained rows on another world's images, beside the first results
+    from modalities.synthetic import ensure_world
+
+    settings = {o.split("=")[0].rsplit(".", 1)[1]: int(o.split("=")[1]) for o in world if o.split("=")[1].isdigit()}
+    other = ensure_world("shapes", tmp / "other" / "shapes-7", {**settings, "seed": 7})
+    model_stamp = (out / "dpo-s0" / "model" / "model.safetensors").stat().st_mtime_ns
+    assert alignment.main([*argv[:6], "--eval-world", str(other), *argv[6:]]) == 0
+    assert (out / "dpo-s0" / "model" / "model.safetensors").stat().st_mtime_ns == model_stamp  # not retrained
+    assert (out / "dpo-s0" / "results.json").stat().st_mtime_ns == before  # the own-world results untouched
+    held_out = load_results(out / "dpo-s0" / "results.shapes-7.json")
+    answers = {json.loads(line)["answer"] for line in (other / "trigger.jsonl").read_text().splitlines()}
+    samples = [json.loads(line) for line in (out / "dpo-s0" / "results.shapes-7.samples.jsonl").read_text().splitlines()]
+    trigger = [s["reference"]["answer"] for s in samples if s["task"] == "chair_trigger"]
+    assert trigger and set(trigger) <= answers  # scored against the other world's images
+    other_summary = json.loads((out / "alignment.shapes-7.json").read_text())
+    assert other_summary["eval_world"] == str(other) and (out / "alignment.shapes-7.md").exists()
+    assert other_summary["rows"]["dpo"]["metrics"]["chair_trigger/recall"]["values"][0] == \
+        held_out["results"]["chair_trigger"]["recall"]
 
 
 def test_markdown_marks_a_change_whose_interval_includes_zero():

@@ -119,3 +119,25 @@ def test_a_task_without_a_scorer_says_so():
 
     with pytest.raises(NotImplementedError, match="neither score nor judge"):
         Nothing().score([{}], ["x"])
+
+
+def test_records_of_one_item_are_resampled_together(pope):
+    """Three seeds scoring the same 400 items are 400 draws, not 1,200: grouped by item, the interval of three
+    identical copies is the interval of one copy (the same resamples), where resampling the records would make
+    it about √3 narrower. Paired differences group the same way."""
+    labels = ["yes", "no"] * 200
+    replies = [label if i % 4 else ("no" if label == "yes" else "yes") for i, label in enumerate(labels)]
+    one = pope.judge(_pope_items(labels), replies)
+    three = one * 3  # seed 0's records, then seed 1's, then seed 2's
+    ids = [str(i) for i in range(400)] * 3
+    single = bootstrap_intervals(pope.aggregate, one, n_boot=500, seed=2)["accuracy"]
+    grouped = bootstrap_intervals(pope.aggregate, three, n_boot=500, seed=2, groups=ids)["accuracy"]
+    naive = bootstrap_intervals(pope.aggregate, three, n_boot=500, seed=2)["accuracy"]
+    assert grouped == pytest.approx(single)
+    assert (naive[1] - naive[0]) < 0.75 * (grouped[1] - grouped[0])
+    better = pope.judge(_pope_items(labels), labels)  # a model right everywhere
+    paired_one = paired_difference(pope.aggregate, one, better, "accuracy", n_boot=500, seed=2)
+    paired_three = paired_difference(pope.aggregate, three, better * 3, "accuracy", n_boot=500, seed=2, groups=ids)
+    assert paired_three["diff"] == pytest.approx(0.25) and paired_three["interval"] == pytest.approx(paired_one["interval"])
+    with pytest.raises(ValueError, match="groups must label every record: 3 labels for 1200"):
+        bootstrap_intervals(pope.aggregate, three, groups=ids[:3])
