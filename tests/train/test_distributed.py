@@ -22,16 +22,17 @@ from zoo.train.config import compose_config
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS = 3
+# AdamW divides by √v + eps: a gradient that cancels to about eps (1e-8) turns the summation order's float32
+# roundoff into updates of ~1e-5 (seen: 1.4e-5 on DPO). eps 1e-6 keeps the comparisons about the averaging, not the
+# roundoff. Every run compared here uses it.
+OPTIMIZER = ["module.optimizer.lr=1e-3", "+module.optimizer.eps=1e-6"]
 
 
 def train(tmp: Path, recipe: str, processes: int, batch: int, strategy: str, data: Path) -> subprocess.CompletedProcess:
     overrides = [o for o in tiny_overrides(tmp, steps=STEPS) if not o.startswith(("data_root=", "data.batch_size="))]
     overrides += [f"recipe={recipe}", f"data_root={data}", f"data.batch_size={batch}", f"strategy={strategy}",
-                  f"trainer.devices={processes}", "trainer.accelerator=cpu", "logger=csv", "module.optimizer.lr=1e-3",
-                  # AdamW divides by √v + eps: a gradient that cancels to about eps (1e-8) turns the summation order's
-                  # float32 roundoff into updates of ~1e-5 (seen: 1.4e-5 on DPO). eps 1e-6 keeps the comparison about
-                  # the averaging, not the roundoff.
-                  "+module.optimizer.eps=1e-6", "trainer.enable_progress_bar=false"]
+                  f"trainer.devices={processes}", "trainer.accelerator=cpu", "logger=csv", *OPTIMIZER,
+                  "trainer.enable_progress_bar=false"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-m", "zoo.cli", "train", *overrides], capture_output=True, text=True,
                           env=env, cwd=tmp, timeout=600, check=False)
@@ -116,7 +117,7 @@ def test_two_single_process_nodes_launched_by_torchrun_train_like_one(tmp_path):
                  if not o.startswith(("data_root=", "data.batch_size="))]
     overrides += ["recipe=sft", f"data_root={data}", "data.batch_size=2", "strategy=ddp", "trainer.devices=1",
                   "trainer.num_nodes=2", "trainer.accelerator=cpu", "logger=csv", "trainer.enable_progress_bar=false",
-                  "module.optimizer.lr=1e-3"]
+                  *OPTIMIZER]
     (tmp_path / "nodes").mkdir()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     port = str(29500 + os.getpid() % 1000)
@@ -158,7 +159,7 @@ def test_an_hf_native_llava_trains_alike_under_ddp_and_fsdp(tmp_path):
              *world, f"output_dir={run}", f"data_root={tmp_path / 'data'}", f"trainer.max_steps={STEPS}",
              "trainer.val_check_interval=null", "data.val_split=null", f"data.batch_size={batch}",
              f"trainer.devices={processes}", "trainer.accelerator=cpu", *strategy, "logger=csv",
-             "trainer.enable_progress_bar=false", "module.optimizer.lr=1e-3", "module.warmup_steps=1"],
+             "trainer.enable_progress_bar=false", *OPTIMIZER, "module.warmup_steps=1"],
             capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600, check=False)
         assert done.returncode == 0, done.stderr[-3000:]
         runs[name] = weights(run)
