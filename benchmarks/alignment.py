@@ -285,8 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     out, world = Path(args.out), Path(args.world)
     eval_world = Path(args.eval_world) if args.eval_world else world
-    results, tag = results_name(world, eval_world), ("" if eval_world.resolve() == world.resolve()
-                                                      else f".{eval_world.name}")
+    results = results_name(world, eval_world)
+    tag = results.removeprefix("results").removesuffix(".json")  # "" on the training world, ".<DIR name>" else
     extra = list(args.overrides) + ([f"trainer.max_steps={args.steps}"] if args.steps else [])
     start = time.perf_counter()
     base = Path(args.base) if args.base else out / "sft-base" / "model"
